@@ -1,0 +1,270 @@
+//! The interval trigger: every fixed span of real elapsed time.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, Zone};
+
+/// Fires every `period` of real elapsed time (APScheduler's `interval` trigger).
+///
+/// "Every hour" is every 3600 s, across daylight saving changes too: the wall-clock hour of the
+/// runs shifts when the zone's offset does. For "every day at 06:30 wall time" use
+/// [`Cron`](super::Cron) or [`CalendarInterval`](super::CalendarInterval).
+///
+/// Without a start, the first run is one period after the job is added (as APScheduler). Runs
+/// fall at `start + k × period`; with an end bound, none after it.
+///
+/// ```
+/// use apsched::trigger::{Interval, Trigger};
+/// use chrono::{TimeZone, Utc};
+/// use std::time::Duration;
+///
+/// let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+/// let trigger = Trigger::from(Interval::minutes(5).start(start));
+/// let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 12, 0).unwrap();
+/// assert_eq!(trigger.next_fire_time(None, now)?, Some(start + chrono::TimeDelta::minutes(15)));
+/// # Ok::<(), apsched::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interval {
+    #[serde(with = "crate::serde_util::seconds")]
+    period: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timezone: Option<Zone>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::serde_util::opt_seconds"
+    )]
+    jitter: Option<Duration>,
+}
+
+impl Interval {
+    /// Every `period`.
+    pub fn every(period: Duration) -> Interval {
+        Interval {
+            period,
+            start: None,
+            end: None,
+            timezone: None,
+            jitter: None,
+        }
+    }
+
+    /// Every `n` weeks (of 7 × 24 hours).
+    pub fn weeks(n: u64) -> Interval {
+        Interval::every(Duration::from_secs(n.saturating_mul(7 * 86_400)))
+    }
+
+    /// Every `n` days (of 24 hours).
+    pub fn days(n: u64) -> Interval {
+        Interval::every(Duration::from_secs(n.saturating_mul(86_400)))
+    }
+
+    /// Every `n` hours.
+    pub fn hours(n: u64) -> Interval {
+        Interval::every(Duration::from_secs(n.saturating_mul(3600)))
+    }
+
+    /// Every `n` minutes.
+    pub fn minutes(n: u64) -> Interval {
+        Interval::every(Duration::from_secs(n.saturating_mul(60)))
+    }
+
+    /// Every `n` seconds.
+    pub fn seconds(n: u64) -> Interval {
+        Interval::every(Duration::from_secs(n))
+    }
+
+    /// The first run (and the anchor of all later ones). Default: one period after the job
+    /// is added.
+    #[must_use]
+    pub fn start<Tz: TimeZone>(mut self, start: DateTime<Tz>) -> Interval {
+        self.start = Some(start.with_timezone(&Utc));
+        self
+    }
+
+    /// No run after this instant.
+    #[must_use]
+    pub fn end<Tz: TimeZone>(mut self, end: DateTime<Tz>) -> Interval {
+        self.end = Some(end.with_timezone(&Utc));
+        self
+    }
+
+    /// The zone job listings show fire times in (the scheduler's default otherwise). It does
+    /// not change when runs happen: an interval counts elapsed time.
+    #[must_use]
+    pub fn timezone(mut self, zone: impl Into<Zone>) -> Interval {
+        self.timezone = Some(zone.into());
+        self
+    }
+
+    /// Delays each run by a uniform random span in `[0, jitter]`.
+    #[must_use]
+    pub fn jitter(mut self, jitter: Duration) -> Interval {
+        self.jitter = Some(jitter);
+        self
+    }
+
+    /// The span between runs.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    pub(crate) fn zone(&self) -> Option<Zone> {
+        self.timezone
+    }
+
+    pub(crate) fn jitter_span(&self) -> Option<Duration> {
+        self.jitter
+    }
+
+    pub(crate) fn end_date(&self) -> Option<DateTime<Utc>> {
+        self.end
+    }
+
+    fn period_delta(&self) -> TimeDelta {
+        TimeDelta::from_std(self.period).unwrap_or(TimeDelta::MAX)
+    }
+
+    pub(crate) fn prepare(&mut self, default_zone: Zone, now: DateTime<Utc>) -> Result<()> {
+        if self.period.is_zero() {
+            return Err(Error::InvalidTrigger {
+                field: "interval",
+                value: "0s".into(),
+                reason: "the period must be longer than zero".into(),
+            });
+        }
+        if TimeDelta::from_std(self.period).is_err() {
+            return Err(Error::InvalidTrigger {
+                field: "interval",
+                value: format!("{:?}", self.period),
+                reason: "the period is longer than chrono can represent".into(),
+            });
+        }
+        self.timezone.get_or_insert(default_zone);
+        if self.start.is_none() {
+            self.start = Some(now + self.period_delta());
+        }
+        if let (Some(start), Some(end)) = (self.start, self.end) {
+            if end < start {
+                return Err(Error::InvalidTrigger {
+                    field: "end_date",
+                    value: end.to_rfc3339(),
+                    reason: format!("it is before the start date {}", start.to_rfc3339()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn next_fire_time(
+        &self,
+        previous: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let period = self.period_delta();
+        let next = match (previous, self.start) {
+            (Some(previous), _) => previous.checked_add_signed(period)?,
+            (None, Some(start)) if start >= now => start,
+            (None, Some(start)) => {
+                // The first `start + k × period` at or after `now`, by arithmetic: a clock that
+                // jumped ten years costs the same as one missed run.
+                let elapsed = (now - start).num_nanoseconds();
+                let period_ns = period.num_nanoseconds();
+                match (elapsed, period_ns) {
+                    (Some(elapsed), Some(period_ns)) if period_ns > 0 => {
+                        let k = (elapsed + period_ns - 1) / period_ns;
+                        start.checked_add_signed(TimeDelta::nanoseconds(k.checked_mul(period_ns)?))?
+                    }
+                    // Spans beyond ±292 years in nanoseconds: fall back to seconds.
+                    _ => {
+                        let elapsed = (now - start).num_seconds();
+                        let period_s = period.num_seconds().max(1);
+                        let k = (elapsed + period_s - 1) / period_s;
+                        start.checked_add_signed(TimeDelta::seconds(k.checked_mul(period_s)?))?
+                    }
+                }
+            }
+            (None, None) => now.checked_add_signed(period)?,
+        };
+        match self.end {
+            Some(end) if next > end => None,
+            _ => Some(next),
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!("every {}", describe_span(self.period))
+    }
+}
+
+/// "2 seconds", "1 hour 30 minutes", "1.5 seconds".
+pub(crate) fn describe_span(span: Duration) -> String {
+    let mut secs = span.as_secs();
+    let nanos = span.subsec_nanos();
+    if secs == 0 && nanos == 0 {
+        return "0 seconds".into();
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in [("week", 604_800), ("day", 86_400), ("hour", 3600), ("minute", 60)] {
+        if secs >= size {
+            let n = secs / size;
+            secs %= size;
+            parts.push(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    if secs > 0 || nanos > 0 {
+        if nanos > 0 {
+            let value = secs as f64 + f64::from(nanos) / 1e9;
+            parts.push(format!("{value} seconds"));
+        } else {
+            parts.push(format!("{secs} second{}", if secs == 1 { "" } else { "s" }));
+        }
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_spans() {
+        assert_eq!(describe_span(Duration::from_secs(2)), "2 seconds");
+        assert_eq!(describe_span(Duration::from_secs(5400)), "1 hour 30 minutes");
+        assert_eq!(describe_span(Duration::from_millis(1500)), "1.5 seconds");
+        assert_eq!(describe_span(Duration::from_secs(86_400 * 8)), "1 week 1 day");
+    }
+
+    #[test]
+    fn first_fire_is_anchored_on_start() {
+        let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let t = Interval::hours(1).start(start);
+        let now = Utc.with_ymd_and_hms(2034, 1, 1, 0, 30, 0).unwrap();
+        assert_eq!(
+            t.next_fire_time(None, now),
+            Some(Utc.with_ymd_and_hms(2034, 1, 1, 1, 0, 0).unwrap())
+        );
+        assert_eq!(t.next_fire_time(None, start), Some(start));
+    }
+
+    #[test]
+    fn end_bound_and_zero_period() {
+        let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let t = Interval::hours(1).start(start).end(start + TimeDelta::minutes(90));
+        assert_eq!(t.next_fire_time(Some(start), start), Some(start + TimeDelta::hours(1)));
+        assert_eq!(t.next_fire_time(Some(start + TimeDelta::hours(1)), start), None);
+        let mut zero = Interval::every(Duration::ZERO);
+        assert!(matches!(
+            zero.prepare(Zone::UTC, start),
+            Err(Error::InvalidTrigger { field: "interval", .. })
+        ));
+    }
+}

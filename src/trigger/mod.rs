@@ -1,0 +1,236 @@
+//! Triggers: the rules that say when a job runs.
+//!
+//! A [`Trigger`] is a plain value: serializable, comparable, and a pure function of
+//! (previous fire time, now) that never reads the clock. The scheduler core asks it for the
+//! next fire time after each run; tests and tools can ask it directly.
+//!
+//! | trigger | fires | APScheduler |
+//! |---|---|---|
+//! | [`Date`] | once, at an instant | `date` |
+//! | [`Interval`] | every fixed span of real elapsed time | `interval` |
+//! | [`Cron`] | at wall-clock times matching cron fields | `cron` |
+//! | [`CalendarInterval`] | every N years/months/weeks/days at a wall-clock time | `calendarinterval` |
+//! | [`Trigger::and`] / [`Trigger::or`] | when all / any of several triggers fire | `and` / `or` |
+
+mod calendar;
+mod combine;
+mod cron;
+mod date;
+mod interval;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+pub use calendar::CalendarInterval;
+pub use combine::Combination;
+pub use cron::Cron;
+pub use date::Date;
+pub use interval::Interval;
+
+use crate::{Result, Zone};
+
+/// When a job runs: one of the trigger kinds.
+///
+/// Build one from its kind (`Interval::every(..)`, `Cron::parse(..)?`, `Date::at(..)`, ...) and
+/// pass it anywhere an `impl Into<Trigger>` is taken.
+///
+/// ```
+/// use apsched::trigger::{Cron, Interval, Trigger};
+/// use chrono::{TimeZone, Utc};
+/// use std::time::Duration;
+///
+/// let every_two_hours: Trigger = Interval::every(Duration::from_secs(7200)).into();
+/// let now = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap();
+/// let daily: Trigger = Cron::parse("30 6 * * *")?.into();
+/// let daily = daily.prepared(apsched::Zone::UTC, now)?;
+/// assert_eq!(
+///     daily.next_fire_time(None, now)?,
+///     Some(Utc.with_ymd_and_hms(2024, 5, 2, 6, 30, 0).unwrap())
+/// );
+/// # let _ = every_two_hours;
+/// # Ok::<(), apsched::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Trigger {
+    /// Once, at an instant.
+    Date(Date),
+    /// Every fixed span of real elapsed time.
+    Interval(Interval),
+    /// At wall-clock times that match cron fields.
+    Cron(Box<Cron>),
+    /// Every N calendar units at a wall-clock time of day.
+    CalendarInterval(Box<CalendarInterval>),
+    /// When every one of several triggers fires at (about) the same instant.
+    And(Combination),
+    /// When any one of several triggers fires.
+    Or(Combination),
+}
+
+impl Trigger {
+    /// A trigger that fires when all of `triggers` agree on an instant (within the
+    /// combination's threshold, 1 s by default).
+    pub fn and(triggers: impl IntoIterator<Item = impl Into<Trigger>>) -> Trigger {
+        Trigger::And(Combination::new(triggers))
+    }
+
+    /// A trigger that fires at the earliest fire time of any of `triggers`; an instant two of
+    /// them share fires once.
+    pub fn or(triggers: impl IntoIterator<Item = impl Into<Trigger>>) -> Trigger {
+        Trigger::Or(Combination::new(triggers))
+    }
+
+    /// The next fire time, without jitter.
+    ///
+    /// `previous` is the last fire time (`None` before the first run); `now` is the current
+    /// instant, which a trigger uses only to find its first fire time. Semantics follow
+    /// APScheduler's `get_next_fire_time(previous_fire_time, now)`; `next_fire_time(None, t)` is
+    /// the first fire time at or after `t`.
+    ///
+    /// Returns `Ok(None)` once the trigger is finished (past its end bound, or a date trigger
+    /// that has fired).
+    ///
+    /// # Errors
+    /// A cron pattern or combination for which no fire time can be found within its search
+    /// bound ([`Error::TriggerNeverFires`](crate::Error::TriggerNeverFires)), or a trigger
+    /// that was never prepared and is invalid.
+    pub fn next_fire_time(
+        &self,
+        previous: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        match self {
+            Trigger::Date(t) => Ok(t.next_fire_time(previous, now)),
+            Trigger::Interval(t) => Ok(t.next_fire_time(previous, now)),
+            Trigger::Cron(t) => t.next_fire_time(previous, now),
+            Trigger::CalendarInterval(t) => t.next_fire_time(previous, now),
+            Trigger::And(t) => t.next_fire_time_all(previous, now),
+            Trigger::Or(t) => t.next_fire_time_any(previous, now),
+        }
+    }
+
+    /// Validates the trigger and settles what was left open: the time zone (set to
+    /// `default_zone` where none was given), an interval's start (`now` + one period, as
+    /// APScheduler), a cron pattern's compiled form.
+    ///
+    /// The scheduler calls this when a job is added or rescheduled.
+    ///
+    /// # Errors
+    /// The first invalid setting, by field and value.
+    pub fn prepared(mut self, default_zone: Zone, now: DateTime<Utc>) -> Result<Trigger> {
+        self.prepare(default_zone, now)?;
+        Ok(self)
+    }
+
+    pub(crate) fn prepare(&mut self, default_zone: Zone, now: DateTime<Utc>) -> Result<()> {
+        match self {
+            Trigger::Date(t) => t.prepare(default_zone),
+            Trigger::Interval(t) => t.prepare(default_zone, now),
+            Trigger::Cron(t) => t.prepare(default_zone),
+            Trigger::CalendarInterval(t) => t.prepare(default_zone),
+            Trigger::And(t) | Trigger::Or(t) => t.prepare(default_zone, now),
+        }
+    }
+
+    /// The time zone the trigger reads wall-clock fields in and shows times in.
+    pub fn timezone(&self) -> Option<Zone> {
+        match self {
+            Trigger::Date(t) => t.zone(),
+            Trigger::Interval(t) => t.zone(),
+            Trigger::Cron(t) => t.zone(),
+            Trigger::CalendarInterval(t) => t.zone(),
+            Trigger::And(t) | Trigger::Or(t) => t.zone(),
+        }
+    }
+
+    /// The largest random delay added to each fire time, if any.
+    pub fn jitter(&self) -> Option<Duration> {
+        match self {
+            Trigger::Date(_) => None,
+            Trigger::Interval(t) => t.jitter_span(),
+            Trigger::Cron(t) => t.jitter_span(),
+            Trigger::CalendarInterval(t) => t.jitter_span(),
+            Trigger::And(t) | Trigger::Or(t) => t.jitter_span(),
+        }
+    }
+
+    /// The last instant at which the trigger may fire, if bounded.
+    pub fn end_date(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Trigger::Date(t) => Some(t.run_date()),
+            Trigger::Interval(t) => t.end_date(),
+            Trigger::Cron(t) => t.end_date(),
+            Trigger::CalendarInterval(t) => t.end_date(),
+            Trigger::And(_) | Trigger::Or(_) => None,
+        }
+    }
+
+    /// An English description, e.g. `every 2 seconds` or `At 06:30 AM`.
+    pub fn describe(&self) -> String {
+        match self {
+            Trigger::Date(t) => t.describe(),
+            Trigger::Interval(t) => t.describe(),
+            Trigger::Cron(t) => t.describe(),
+            Trigger::CalendarInterval(t) => t.describe(),
+            Trigger::And(t) => t.describe("and"),
+            Trigger::Or(t) => t.describe("or"),
+        }
+    }
+
+    /// The instant a run scheduled for `regular` actually fires: `regular` plus a uniform
+    /// random delay in `[0, jitter]`, cut short so it never reaches the next regular fire time
+    /// and never passes the end bound. The next regular time is always computed from
+    /// `regular`, so jitter never accumulates drift.
+    pub fn jittered(&self, regular: DateTime<Utc>) -> DateTime<Utc> {
+        let Some(jitter) = self.jitter().and_then(|j| TimeDelta::from_std(j).ok()) else {
+            return regular;
+        };
+        let mut limit = jitter;
+        if let Ok(Some(next)) = self.next_fire_time(Some(regular), regular) {
+            // Strictly before the next regular run.
+            limit = limit.min(next - regular - TimeDelta::microseconds(1));
+        }
+        if let Some(end) = self.end_date() {
+            limit = limit.min(end - regular);
+        }
+        let limit_us = limit.num_microseconds().unwrap_or(0);
+        if limit_us <= 0 {
+            return regular;
+        }
+        regular + TimeDelta::microseconds(rand::thread_rng().gen_range(0..=limit_us))
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl From<Date> for Trigger {
+    fn from(t: Date) -> Trigger {
+        Trigger::Date(t)
+    }
+}
+
+impl From<Interval> for Trigger {
+    fn from(t: Interval) -> Trigger {
+        Trigger::Interval(t)
+    }
+}
+
+impl From<Cron> for Trigger {
+    fn from(t: Cron) -> Trigger {
+        Trigger::Cron(Box::new(t))
+    }
+}
+
+impl From<CalendarInterval> for Trigger {
+    fn from(t: CalendarInterval) -> Trigger {
+        Trigger::CalendarInterval(Box::new(t))
+    }
+}

@@ -1,0 +1,221 @@
+//! Time zones: an IANA zone from chrono-tz or a fixed UTC offset, as one `chrono::TimeZone`.
+//!
+//! Triggers and the scheduler's default take a [`Zone`]. Rules come from chrono-tz; this module
+//! only joins the two kinds so that a `DateTime<Zone>` can carry either.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{FixedOffset, MappedLocalTime, NaiveDate, NaiveDateTime, Offset, TimeZone};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{Error, Result};
+
+/// A time zone: an IANA zone (`Europe/Berlin`) or a fixed offset (`+08:00`).
+///
+/// Parse one with [`Zone::parse`] (or `str::parse`); an unknown name is
+/// [`Error::UnknownTimeZone`]. It implements [`chrono::TimeZone`], so `DateTime<Zone>` works as
+/// any chrono date time, and it serializes as its name.
+///
+/// ```
+/// use apsched::Zone;
+///
+/// let berlin = Zone::parse("Europe/Berlin")?;
+/// let fixed = Zone::parse("+05:30")?;
+/// assert_eq!(berlin.to_string(), "Europe/Berlin");
+/// assert_eq!(fixed.to_string(), "+05:30");
+/// assert!(Zone::parse("Mars/Olympus_Mons").is_err());
+/// # Ok::<(), apsched::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Zone {
+    /// A zone of the IANA time zone database, with its daylight saving rules.
+    Named(chrono_tz::Tz),
+    /// A fixed offset from UTC, without daylight saving time.
+    Fixed(FixedOffset),
+}
+
+impl Zone {
+    /// Coordinated Universal Time.
+    pub const UTC: Zone = Zone::Named(chrono_tz::UTC);
+
+    /// Parses an IANA name (`Asia/Shanghai`, `UTC`) or a fixed offset (`+08:00`, `-0330`, `Z`).
+    ///
+    /// # Errors
+    /// [`Error::UnknownTimeZone`] naming the text when it is neither.
+    pub fn parse(name: &str) -> Result<Zone> {
+        let trimmed = name.trim();
+        if let Ok(tz) = trimmed.parse::<chrono_tz::Tz>() {
+            return Ok(Zone::Named(tz));
+        }
+        if trimmed == "Z" {
+            return Ok(Zone::UTC);
+        }
+        if trimmed.starts_with(['+', '-']) {
+            if let Ok(offset) = trimmed.parse::<FixedOffset>() {
+                return Ok(Zone::Fixed(offset));
+            }
+        }
+        Err(Error::UnknownTimeZone(name.to_string()))
+    }
+
+    /// The machine's local zone by its IANA name, or UTC when it cannot be told.
+    pub fn local() -> Zone {
+        iana_time_zone::get_timezone()
+            .ok()
+            .and_then(|name| name.parse::<chrono_tz::Tz>().ok())
+            .map_or(Zone::UTC, Zone::Named)
+    }
+}
+
+impl Default for Zone {
+    /// UTC.
+    fn default() -> Self {
+        Zone::UTC
+    }
+}
+
+impl From<chrono_tz::Tz> for Zone {
+    fn from(tz: chrono_tz::Tz) -> Self {
+        Zone::Named(tz)
+    }
+}
+
+impl From<FixedOffset> for Zone {
+    fn from(offset: FixedOffset) -> Self {
+        Zone::Fixed(offset)
+    }
+}
+
+impl From<chrono::Utc> for Zone {
+    fn from(_: chrono::Utc) -> Self {
+        Zone::UTC
+    }
+}
+
+impl FromStr for Zone {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Zone> {
+        Zone::parse(s)
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Zone::Named(tz) => f.write_str(tz.name()),
+            Zone::Fixed(offset) => write!(f, "{offset}"),
+        }
+    }
+}
+
+impl Serialize for Zone {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Zone::parse(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The offset of a [`Zone`] at one instant; displays as the zone's abbreviation (`CEST`) or
+/// as `+08:00` for a fixed offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoneOffset {
+    /// The offset of an IANA zone.
+    Named(<chrono_tz::Tz as TimeZone>::Offset),
+    /// A fixed offset.
+    Fixed(FixedOffset),
+}
+
+impl Offset for ZoneOffset {
+    fn fix(&self) -> FixedOffset {
+        match self {
+            ZoneOffset::Named(offset) => offset.fix(),
+            ZoneOffset::Fixed(offset) => *offset,
+        }
+    }
+}
+
+impl fmt::Display for ZoneOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ZoneOffset::Named(offset) => write!(f, "{offset}"),
+            ZoneOffset::Fixed(offset) => write!(f, "{offset}"),
+        }
+    }
+}
+
+impl TimeZone for Zone {
+    type Offset = ZoneOffset;
+
+    fn from_offset(offset: &ZoneOffset) -> Zone {
+        match offset {
+            ZoneOffset::Named(offset) => Zone::Named(chrono_tz::Tz::from_offset(offset)),
+            ZoneOffset::Fixed(offset) => Zone::Fixed(*offset),
+        }
+    }
+
+    fn offset_from_local_date(&self, local: &NaiveDate) -> MappedLocalTime<ZoneOffset> {
+        match self {
+            Zone::Named(tz) => tz.offset_from_local_date(local).map(ZoneOffset::Named),
+            Zone::Fixed(offset) => offset.offset_from_local_date(local).map(ZoneOffset::Fixed),
+        }
+    }
+
+    fn offset_from_local_datetime(&self, local: &NaiveDateTime) -> MappedLocalTime<ZoneOffset> {
+        match self {
+            Zone::Named(tz) => tz.offset_from_local_datetime(local).map(ZoneOffset::Named),
+            Zone::Fixed(offset) => offset
+                .offset_from_local_datetime(local)
+                .map(ZoneOffset::Fixed),
+        }
+    }
+
+    fn offset_from_utc_date(&self, utc: &NaiveDate) -> ZoneOffset {
+        match self {
+            Zone::Named(tz) => ZoneOffset::Named(tz.offset_from_utc_date(utc)),
+            Zone::Fixed(offset) => ZoneOffset::Fixed(offset.offset_from_utc_date(utc)),
+        }
+    }
+
+    fn offset_from_utc_datetime(&self, utc: &NaiveDateTime) -> ZoneOffset {
+        match self {
+            Zone::Named(tz) => ZoneOffset::Named(tz.offset_from_utc_datetime(utc)),
+            Zone::Fixed(offset) => ZoneOffset::Fixed(offset.offset_from_utc_datetime(utc)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone as _, Timelike};
+
+    #[test]
+    fn named_zone_follows_dst() {
+        let berlin = Zone::parse("Europe/Berlin").unwrap();
+        let winter = berlin.with_ymd_and_hms(2024, 1, 1, 12, 0, 0).unwrap();
+        let summer = berlin.with_ymd_and_hms(2024, 7, 1, 12, 0, 0).unwrap();
+        assert_eq!(winter.offset().fix().local_minus_utc(), 3600);
+        assert_eq!(summer.offset().fix().local_minus_utc(), 7200);
+        assert_eq!(summer.to_string(), "2024-07-01 12:00:00 CEST");
+        assert_eq!(summer.with_timezone(&chrono::Utc).hour(), 10);
+    }
+
+    #[test]
+    fn unknown_and_fixed() {
+        assert_eq!(
+            Zone::parse("Nowhere/City"),
+            Err(Error::UnknownTimeZone("Nowhere/City".into()))
+        );
+        let fixed = Zone::parse("-03:30").unwrap();
+        assert_eq!(fixed, Zone::Fixed(FixedOffset::west_opt(3 * 3600 + 1800).unwrap()));
+        let json = serde_json::to_string(&fixed).unwrap();
+        assert_eq!(serde_json::from_str::<Zone>(&json).unwrap(), fixed);
+    }
+}
