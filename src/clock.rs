@@ -104,6 +104,9 @@ mod tests {
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert_eq!(clock.now(), start + TimeDelta::hours(1));
         clock.jump(TimeDelta::days(-1));
-        assert_eq!(clock.now(), start + TimeDelta::hours(1) - TimeDelta::days(1));
+        assert_eq!(
+            clock.now(),
+            start + TimeDelta::hours(1) - TimeDelta::days(1)
+        );
     }
 }

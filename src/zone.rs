@@ -214,7 +214,10 @@ mod tests {
             Err(Error::UnknownTimeZone("Nowhere/City".into()))
         );
         let fixed = Zone::parse("-03:30").unwrap();
-        assert_eq!(fixed, Zone::Fixed(FixedOffset::west_opt(3 * 3600 + 1800).unwrap()));
+        assert_eq!(
+            fixed,
+            Zone::Fixed(FixedOffset::west_opt(3 * 3600 + 1800).unwrap())
+        );
         let json = serde_json::to_string(&fixed).unwrap();
         assert_eq!(serde_json::from_str::<Zone>(&json).unwrap(), fixed);
     }

@@ -33,6 +33,12 @@ impl CalendarInterval {
     ) -> Result<Option<DateTime<Utc>>> {
         Err(self.unbuilt())
     }
+    pub(crate) fn fire_time_at_or_after(
+        &self,
+        _at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        Err(self.unbuilt())
+    }
     pub(crate) fn describe(&self) -> String {
         "calendar interval".into()
     }

@@ -43,6 +43,18 @@ impl Combination {
     ) -> Result<Option<DateTime<Utc>>> {
         Err(unbuilt())
     }
+    pub(crate) fn fire_time_at_or_after_all(
+        &self,
+        _at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        Err(unbuilt())
+    }
+    pub(crate) fn fire_time_at_or_after_any(
+        &self,
+        _at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        Err(unbuilt())
+    }
     pub(crate) fn describe(&self, _op: &str) -> String {
         "combination".into()
     }

@@ -149,7 +149,14 @@ impl Cron {
             return expression.clone();
         }
         let f = &self.fields;
-        let given = [&f.second, &f.minute, &f.hour, &f.day, &f.month, &f.day_of_week];
+        let given = [
+            &f.second,
+            &f.minute,
+            &f.hour,
+            &f.day,
+            &f.month,
+            &f.day_of_week,
+        ];
         let least = given.iter().position(|g| g.is_some()).unwrap_or(6);
         let min = ["0", "0", "0", "1", "1", "*"];
         let field = |i: usize, v: &Option<String>| match v {
@@ -173,11 +180,13 @@ impl Cron {
         let parser = croner::parser::CronParser::builder()
             .dom_and_dow(self.expression.is_none())
             .build();
-        let compiled = parser.parse(&pattern).map_err(|e| Error::InvalidCronField {
-            field: "expression",
-            value: pattern.clone(),
-            reason: e.to_string(),
-        })?;
+        let compiled = parser
+            .parse(&pattern)
+            .map_err(|e| Error::InvalidCronField {
+                field: "expression",
+                value: pattern.clone(),
+                reason: e.to_string(),
+            })?;
         self.compiled = Some(compiled);
         Ok(())
     }
@@ -229,6 +238,10 @@ impl Cron {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    pub(crate) fn fire_time_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        self.next_fire_time(None, at)
     }
 
     pub(crate) fn describe(&self) -> String {

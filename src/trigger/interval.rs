@@ -181,7 +181,8 @@ impl Interval {
                 match (elapsed, period_ns) {
                     (Some(elapsed), Some(period_ns)) if period_ns > 0 => {
                         let k = (elapsed + period_ns - 1) / period_ns;
-                        start.checked_add_signed(TimeDelta::nanoseconds(k.checked_mul(period_ns)?))?
+                        start
+                            .checked_add_signed(TimeDelta::nanoseconds(k.checked_mul(period_ns)?))?
                     }
                     // Spans beyond ±292 years in nanoseconds: fall back to seconds.
                     _ => {
@@ -213,7 +214,12 @@ pub(crate) fn describe_span(span: Duration) -> String {
         return "0 seconds".into();
     }
     let mut parts = Vec::new();
-    for (unit, size) in [("week", 604_800), ("day", 86_400), ("hour", 3600), ("minute", 60)] {
+    for (unit, size) in [
+        ("week", 604_800),
+        ("day", 86_400),
+        ("hour", 3600),
+        ("minute", 60),
+    ] {
         if secs >= size {
             let n = secs / size;
             secs %= size;
@@ -238,9 +244,15 @@ mod tests {
     #[test]
     fn describes_spans() {
         assert_eq!(describe_span(Duration::from_secs(2)), "2 seconds");
-        assert_eq!(describe_span(Duration::from_secs(5400)), "1 hour 30 minutes");
+        assert_eq!(
+            describe_span(Duration::from_secs(5400)),
+            "1 hour 30 minutes"
+        );
         assert_eq!(describe_span(Duration::from_millis(1500)), "1.5 seconds");
-        assert_eq!(describe_span(Duration::from_secs(86_400 * 8)), "1 week 1 day");
+        assert_eq!(
+            describe_span(Duration::from_secs(86_400 * 8)),
+            "1 week 1 day"
+        );
     }
 
     #[test]
@@ -258,13 +270,24 @@ mod tests {
     #[test]
     fn end_bound_and_zero_period() {
         let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
-        let t = Interval::hours(1).start(start).end(start + TimeDelta::minutes(90));
-        assert_eq!(t.next_fire_time(Some(start), start), Some(start + TimeDelta::hours(1)));
-        assert_eq!(t.next_fire_time(Some(start + TimeDelta::hours(1)), start), None);
+        let t = Interval::hours(1)
+            .start(start)
+            .end(start + TimeDelta::minutes(90));
+        assert_eq!(
+            t.next_fire_time(Some(start), start),
+            Some(start + TimeDelta::hours(1))
+        );
+        assert_eq!(
+            t.next_fire_time(Some(start + TimeDelta::hours(1)), start),
+            None
+        );
         let mut zero = Interval::every(Duration::ZERO);
         assert!(matches!(
             zero.prepare(Zone::UTC, start),
-            Err(Error::InvalidTrigger { field: "interval", .. })
+            Err(Error::InvalidTrigger {
+                field: "interval",
+                ..
+            })
         ));
     }
 }

@@ -113,6 +113,23 @@ impl Trigger {
         }
     }
 
+    /// The first regular fire time at or after `at`, whatever ran before: what the scheduler
+    /// uses to skip over missed runs without enumerating them. Unlike
+    /// `next_fire_time(None, ..)`, a date trigger whose instant is before `at` gives `None`.
+    ///
+    /// # Errors
+    /// As [`Trigger::next_fire_time`].
+    pub fn fire_time_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        match self {
+            Trigger::Date(t) => Ok(Some(t.run_date()).filter(|run| *run >= at)),
+            Trigger::Interval(t) => Ok(t.next_fire_time(None, at)),
+            Trigger::Cron(t) => t.fire_time_at_or_after(at),
+            Trigger::CalendarInterval(t) => t.fire_time_at_or_after(at),
+            Trigger::And(t) => t.fire_time_at_or_after_all(at),
+            Trigger::Or(t) => t.fire_time_at_or_after_any(at),
+        }
+    }
+
     /// Validates the trigger and settles what was left open: the time zone (set to
     /// `default_zone` where none was given), an interval's start (`now` + one period, as
     /// APScheduler), a cron pattern's compiled form.
