@@ -3,7 +3,10 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod clock;
+mod core;
 mod error;
+mod event;
+mod job;
 mod scheduler;
 mod serde_util;
 pub mod trigger;
@@ -11,5 +14,7 @@ mod zone;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{Error, Result};
-pub use scheduler::SchedulerState;
+pub use event::{Event, EventStream};
+pub use job::{marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, Task};
+pub use scheduler::{AddJob, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState};
 pub use zone::{Zone, ZoneOffset};

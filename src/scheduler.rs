@@ -1,6 +1,28 @@
-//! The scheduler handle.
+//! The scheduler handle: [`Scheduler`], its builder, and the job builders it hands out.
+//!
+//! A `Scheduler` is a cheap `Clone` handle over a channel to the scheduler's core task, which
+//! owns the job table and decides when jobs run. Calls whose answer the handle can give itself
+//! (adding a job with a fresh id, removing a known one) are checked here against a shared id
+//! index and sent without waiting for the core; the channel's order keeps every later call
+//! consistent with them. Calls that need the core's answer (`get_jobs`, `pause_job`, ...) wait
+//! for its reply.
 
+use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::core::{Command, Core, Entry, JobChange};
+use crate::event::EventStream;
+use crate::job::{IntoTask, Name, Task};
+use crate::trigger::Trigger;
+use crate::{Clock, Error, Event, Job, JobId, JobOptions, Result, SystemClock, Zone};
 
 /// Where a scheduler is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -12,8 +34,19 @@ pub enum SchedulerState {
     Running,
     /// Started, but not running jobs until resumed.
     Paused,
-    /// Shut down: every call returns [`Error::Shutdown`](crate::Error::Shutdown).
+    /// Shutting down or shut down: every call returns [`Error::Shutdown`].
     ShutDown,
+}
+
+impl SchedulerState {
+    fn from_u8(v: u8) -> SchedulerState {
+        match v {
+            0 => SchedulerState::Stopped,
+            1 => SchedulerState::Running,
+            2 => SchedulerState::Paused,
+            _ => SchedulerState::ShutDown,
+        }
+    }
 }
 
 impl std::fmt::Display for SchedulerState {
@@ -23,6 +56,696 @@ impl std::fmt::Display for SchedulerState {
             SchedulerState::Running => "running",
             SchedulerState::Paused => "paused",
             SchedulerState::ShutDown => "shut down",
+        })
+    }
+}
+
+/// What the handles and the core share. The id index maps each job id to the key of the job
+/// entry the core holds for it; keys are never reused, so a stale command for a removed job
+/// can never touch a newer job with the same id.
+pub(crate) struct Shared {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) index: Mutex<HashMap<JobId, u64>>,
+    next_key: AtomicU64,
+    state: AtomicU8,
+    pub(crate) timezone: Zone,
+    pub(crate) job_defaults: JobOptions,
+}
+
+impl Shared {
+    pub(crate) fn index(&self) -> MutexGuard<'_, HashMap<JobId, u64>> {
+        // The index holds no invariant a panic elsewhere could break half-way.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_state(&self, state: SchedulerState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+}
+
+/// Settings for a [`Scheduler`]; start from [`Scheduler::builder`].
+#[must_use]
+#[derive(Debug)]
+pub struct SchedulerBuilder {
+    timezone: Option<Zone>,
+    job_defaults: JobOptions,
+    channel_capacity: usize,
+    event_capacity: usize,
+    max_blocking_jobs: usize,
+    max_sleep: Duration,
+    clock_jump_threshold: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for SchedulerBuilder {
+    fn default() -> Self {
+        SchedulerBuilder {
+            timezone: None,
+            job_defaults: JobOptions::default(),
+            channel_capacity: 16_384,
+            event_capacity: 1024,
+            max_blocking_jobs: 10,
+            max_sleep: Duration::from_secs(60),
+            clock_jump_threshold: Duration::from_secs(1),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl SchedulerBuilder {
+    /// The zone for triggers that name none. Default: the machine's local zone (UTC when it
+    /// cannot be told), as APScheduler.
+    pub fn timezone(mut self, zone: impl Into<Zone>) -> Self {
+        self.timezone = Some(zone.into());
+        self
+    }
+
+    /// Options for jobs that do not set their own. Default: [`JobOptions::default`]
+    /// (grace 1 s, coalesce, one instance).
+    pub fn job_defaults(mut self, options: JobOptions) -> Self {
+        self.job_defaults = options;
+        self
+    }
+
+    /// How many commands may wait for the core before callers wait too. Default 16,384.
+    pub fn channel_capacity(mut self, capacity: usize) -> Self {
+        self.channel_capacity = capacity.max(1);
+        self
+    }
+
+    /// How many events a subscriber may fall behind before it skips the oldest. Default 1,024.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// How many blocking (non-async) job runs may go at once; more wait for a free worker.
+    /// Default 10, as APScheduler's thread pool.
+    pub fn max_blocking_jobs(mut self, workers: usize) -> Self {
+        self.max_blocking_jobs = workers.max(1);
+        self
+    }
+
+    /// The longest the core sleeps before it reads the wall clock again, so that a clock step
+    /// or a suspend is noticed within this span. Default 60 s.
+    pub fn max_sleep(mut self, span: Duration) -> Self {
+        self.max_sleep = span.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How far the wall clock must move against the monotonic clock between two wakes to be
+    /// reported as [`Event::ClockJumped`]. Default 1 s.
+    pub fn clock_jump_threshold(mut self, span: Duration) -> Self {
+        self.clock_jump_threshold = span;
+        self
+    }
+
+    /// Where wall-clock time comes from. Default [`SystemClock`]; tests use
+    /// [`TestClock`](crate::TestClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the scheduler and spawns its core task, in the stopped state.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime, as `tokio::spawn` does. Code without a runtime uses the
+    /// blocking or background scheduler.
+    pub fn build(self) -> Scheduler {
+        let (tx, rx) = mpsc::channel(self.channel_capacity);
+        let (events, _) = broadcast::channel(self.event_capacity);
+        let shared = Arc::new(Shared {
+            clock: self.clock,
+            events,
+            index: Mutex::new(HashMap::new()),
+            next_key: AtomicU64::new(0),
+            state: AtomicU8::new(SchedulerState::Stopped as u8),
+            timezone: self.timezone.unwrap_or_else(Zone::local),
+            job_defaults: self.job_defaults,
+        });
+        let core = Core::new(
+            rx,
+            tx.downgrade(),
+            Arc::clone(&shared),
+            crate::core::Settings {
+                max_blocking_jobs: self.max_blocking_jobs,
+                max_sleep: self.max_sleep,
+                clock_jump_threshold: self.clock_jump_threshold,
+            },
+        );
+        tokio::spawn(core.run());
+        Scheduler { tx, shared }
+    }
+}
+
+/// An async job scheduler: APScheduler's `AsyncIOScheduler` for Tokio.
+///
+/// A cheap `Clone` handle (`Send + Sync`) to one scheduler core; put it in application state
+/// and call it from anywhere. The core keeps running while any handle exists; dropping the last
+/// one stops it after its running jobs finish.
+///
+/// ```
+/// use apsched::{Scheduler, trigger::Interval};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), apsched::Error> {
+/// let scheduler = Scheduler::new();
+/// scheduler.start().await?;
+/// let job = scheduler
+///     .add_job(|| async { println!("Hello World") }, Interval::seconds(2))
+///     .id("hello")
+///     .await?;
+/// assert_eq!(job.id, "hello");
+/// tokio::time::sleep(Duration::from_secs(5)).await; // two runs
+/// scheduler.shutdown().await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Scheduler {
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("state", &self.state())
+            .field("timezone", &self.shared.timezone)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler::new()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler with default settings (see [`SchedulerBuilder`]), stopped.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn new() -> Scheduler {
+        SchedulerBuilder::default().build()
+    }
+
+    /// Settings for a new scheduler.
+    pub fn builder() -> SchedulerBuilder {
+        SchedulerBuilder::default()
+    }
+
+    /// The scheduler's state.
+    pub fn state(&self) -> SchedulerState {
+        SchedulerState::from_u8(self.shared.state.load(Ordering::Acquire))
+    }
+
+    /// The zone used for triggers that name none.
+    pub fn timezone(&self) -> Zone {
+        self.shared.timezone
+    }
+
+    /// The current time by the scheduler's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
+    }
+
+    /// A stream of everything that happens from now on.
+    pub fn subscribe(&self) -> EventStream {
+        EventStream::new(self.shared.events.subscribe())
+    }
+
+    /// Starts running jobs; jobs added before are scheduled from now.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] if already started, [`Error::Shutdown`] after shutdown.
+    pub async fn start(&self) -> Result<()> {
+        self.request(|reply| Command::Start {
+            paused: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Starts in the paused state: jobs are scheduled but none runs until [`resume`](Self::resume).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub async fn start_paused(&self) -> Result<()> {
+        self.request(|reply| Command::Start {
+            paused: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// Stops running jobs until [`resume`](Self::resume); runs under way go on.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] if not started, [`Error::Shutdown`] after shutdown.
+    pub async fn pause(&self) -> Result<()> {
+        self.request(|reply| Command::Pause { reply }).await?
+    }
+
+    /// Runs jobs again after [`pause`](Self::pause); runs missed meanwhile follow the misfire
+    /// rules.
+    ///
+    /// # Errors
+    /// As [`pause`](Self::pause).
+    pub async fn resume(&self) -> Result<()> {
+        self.request(|reply| Command::Resume { reply }).await?
+    }
+
+    /// Shuts down: no new run starts, and this waits for the runs under way to finish.
+    /// Every later call returns [`Error::Shutdown`].
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] if already shut down.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.request(|reply| Command::Shutdown {
+            timeout: None,
+            reply,
+        })
+        .await?
+    }
+
+    /// As [`shutdown`](Self::shutdown), but runs still going after `timeout` are cancelled:
+    /// their [`JobContext`](crate::JobContext) token is cancelled and async runs are dropped at
+    /// their next `.await` (reported as [`Event::JobError`]). A blocking run cannot be stopped;
+    /// it is abandoned to finish on its own.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] if already shut down.
+    pub async fn shutdown_timeout(&self, timeout: Duration) -> Result<()> {
+        self.request(|reply| Command::Shutdown {
+            timeout: Some(timeout),
+            reply,
+        })
+        .await?
+    }
+
+    /// Adds a job: `task` (an async or blocking closure or fn, see [`IntoTask`]) run at the
+    /// times `trigger` gives. Set options on the returned builder, then `.await` it for the
+    /// [`Job`].
+    ///
+    /// The trigger and options are checked here, and the job is handed to the core without
+    /// waiting for it, so adding is cheap.
+    ///
+    /// ```
+    /// # use apsched::{Scheduler, trigger::Cron};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apsched::Error> {
+    /// # let scheduler = Scheduler::new();
+    /// async fn report() {}
+    /// let job = scheduler
+    ///     .add_job(report, Cron::parse("30 6 * * *")?)
+    ///     .id("daily-report")
+    ///     .misfire_grace_time(Some(Duration::from_secs(300)))
+    ///     .await?;
+    /// assert_eq!(job.name, "report");
+    /// # Ok(()) }
+    /// ```
+    pub fn add_job<M>(&self, task: impl IntoTask<M>, trigger: impl Into<Trigger>) -> AddJob<'_> {
+        AddJob {
+            scheduler: self,
+            task: task.into_task(),
+            trigger: trigger.into(),
+            id: None,
+            name: None,
+            options: self.shared.job_defaults,
+            replace_existing: false,
+            paused: false,
+        }
+    }
+
+    /// A snapshot of one job.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`], [`Error::Shutdown`].
+    pub async fn get_job(&self, id: &str) -> Result<Job> {
+        let key = self.key_of(id)?;
+        self.request(|reply| Command::Get { key, reply })
+            .await?
+            .ok_or_else(|| Error::JobNotFound(id.to_string()))
+    }
+
+    /// Snapshots of all jobs, soonest next run first (paused jobs last).
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`].
+    pub async fn get_jobs(&self) -> Result<Vec<Job>> {
+        self.request(|reply| Command::GetAll { reply }).await
+    }
+
+    /// Changes a job's name or options; set them on the returned builder, then `.await` it.
+    pub fn modify_job<'a>(&'a self, id: &'a str) -> ModifyJob<'a> {
+        ModifyJob {
+            scheduler: self,
+            id,
+            name: None,
+            misfire_grace_time: None,
+            coalesce: None,
+            max_instances: None,
+        }
+    }
+
+    /// Gives a job a new trigger; its next run is computed from now.
+    ///
+    /// # Errors
+    /// An invalid trigger (the job is unchanged), [`Error::JobNotFound`], [`Error::Shutdown`].
+    pub async fn reschedule_job(&self, id: &str, trigger: impl Into<Trigger>) -> Result<Job> {
+        let trigger = self.prepare_trigger(trigger.into())?.0;
+        self.change(id, JobChange::Reschedule(trigger))
+            .await?
+            .ok_or_else(|| Error::JobNotFound(id.to_string()))
+    }
+
+    /// Pauses a job: it does not run until resumed.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`], [`Error::Shutdown`].
+    pub async fn pause_job(&self, id: &str) -> Result<Job> {
+        self.change(id, JobChange::Pause)
+            .await?
+            .ok_or_else(|| Error::JobNotFound(id.to_string()))
+    }
+
+    /// Resumes a paused job, its next run computed from now. A job whose trigger has no fire
+    /// time left is removed instead, and `Ok(None)` returned (as APScheduler).
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`], [`Error::Shutdown`].
+    pub async fn resume_job(&self, id: &str) -> Result<Option<Job>> {
+        self.change(id, JobChange::Resume).await
+    }
+
+    /// Runs a job once now, outside its schedule (which does not change). The run counts
+    /// against `max_instances`.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`], [`Error::Shutdown`], [`Error::InvalidState`] before start.
+    pub async fn run_job_now(&self, id: &str) -> Result<()> {
+        match self.state() {
+            SchedulerState::Stopped => {
+                return Err(Error::InvalidState {
+                    state: SchedulerState::Stopped,
+                    action: "run a job",
+                })
+            }
+            SchedulerState::ShutDown => return Err(Error::Shutdown),
+            _ => {}
+        }
+        self.change(id, JobChange::RunNow).await.map(drop)
+    }
+
+    /// Removes a job. Runs under way finish.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`], [`Error::Shutdown`].
+    pub async fn remove_job(&self, id: &str) -> Result<()> {
+        let command = self.remove_command(id)?;
+        self.send(command).await
+    }
+
+    /// Removes every job.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`].
+    pub async fn remove_all_jobs(&self) -> Result<()> {
+        self.ensure_open()?;
+        self.request(|reply| Command::RemoveAll { reply }).await
+    }
+
+    // ---- the parts the sync facades share ----
+
+    pub(crate) fn ensure_open(&self) -> Result<()> {
+        if self.state() == SchedulerState::ShutDown || self.tx.is_closed() {
+            return Err(Error::Shutdown);
+        }
+        Ok(())
+    }
+
+    fn key_of(&self, id: &str) -> Result<u64> {
+        self.ensure_open()?;
+        self.shared
+            .index()
+            .get(id)
+            .copied()
+            .ok_or_else(|| Error::JobNotFound(id.to_string()))
+    }
+
+    fn prepare_trigger(&self, mut trigger: Trigger) -> Result<(Trigger, DateTime<Utc>)> {
+        let now = self.shared.clock.now();
+        trigger.prepare(self.shared.timezone, now)?;
+        match trigger.next_fire_time(None, now)? {
+            Some(first) => Ok((trigger, first)),
+            None => Err(Error::TriggerNeverFires {
+                trigger: trigger.describe(),
+                reason: "its end bound is in the past".into(),
+            }),
+        }
+    }
+
+    /// Checks an add and builds the command and the snapshot, without touching the channel.
+    pub(crate) fn prepare_add(&self, add: AddJob<'_>) -> Result<(Command, Job)> {
+        self.ensure_open()?;
+        add.options.validate()?;
+        let (trigger, first) = self.prepare_trigger(add.trigger)?;
+        let id = match add.id {
+            Some(id) if id.is_empty() => {
+                return Err(Error::InvalidOption {
+                    option: "id",
+                    value: "\"\"".into(),
+                    reason: "a job id cannot be empty".into(),
+                })
+            }
+            Some(id) => JobId::new(&id),
+            None => JobId::random(),
+        };
+        let name = match add.name {
+            Some(name) => Name::Shared(Arc::from(name)),
+            None => Name::Static(add.task.name()),
+        };
+        let next_run_time = (!add.paused).then(|| trigger.jittered(first));
+        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
+        let replaces = {
+            let mut index = self.shared.index();
+            match index.get_mut(&id) {
+                Some(_) if !add.replace_existing => {
+                    return Err(Error::ConflictingId(id.to_string()));
+                }
+                Some(existing) => Some(std::mem::replace(existing, key)),
+                None => {
+                    index.insert(id.clone(), key);
+                    None
+                }
+            }
+        };
+        let zone = trigger.timezone().unwrap_or(self.shared.timezone);
+        let job = Job {
+            id: id.clone(),
+            name: name.to_string(),
+            trigger: trigger.clone(),
+            next_run_time: next_run_time.map(|t| t.with_timezone(&zone)),
+            options: add.options,
+            paused: add.paused,
+        };
+        let entry = Entry::new(
+            key,
+            id,
+            name,
+            add.task,
+            trigger,
+            add.options,
+            next_run_time.map(|at| (first, at)),
+        );
+        Ok((
+            Command::Add {
+                entry: Box::new(entry),
+                replaces,
+            },
+            job,
+        ))
+    }
+
+    /// Checks a removal against the index and takes the id out of it.
+    pub(crate) fn remove_command(&self, id: &str) -> Result<Command> {
+        self.ensure_open()?;
+        let key = self
+            .shared
+            .index()
+            .remove(id)
+            .ok_or_else(|| Error::JobNotFound(id.to_string()))?;
+        Ok(Command::Remove { key })
+    }
+
+    async fn change(&self, id: &str, change: JobChange) -> Result<Option<Job>> {
+        let key = self.key_of(id)?;
+        self.request(|reply| Command::Change { key, change, reply })
+            .await?
+    }
+
+    pub(crate) async fn send(&self, command: Command) -> Result<()> {
+        // `try_send` first: most sends find room, and it skips the future's bookkeeping.
+        match self.tx.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                self.tx.send(command).await.map_err(|_| Error::Shutdown)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Shutdown),
+        }
+    }
+
+    async fn request<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.send(command(reply)).await?;
+        answer.await.map_err(|_| Error::Shutdown)
+    }
+}
+
+/// Adds a job when awaited; returned by [`Scheduler::add_job`]. Options not set take the
+/// scheduler's job defaults.
+#[must_use = "the job is added only when this is awaited"]
+pub struct AddJob<'a> {
+    scheduler: &'a Scheduler,
+    task: Task,
+    trigger: Trigger,
+    id: Option<String>,
+    name: Option<String>,
+    options: JobOptions,
+    replace_existing: bool,
+    paused: bool,
+}
+
+impl AddJob<'_> {
+    /// The job's id. Default: a random UUID.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The job's name. Default: the task's function name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// How late a run may start and still run (`None`: however late). Default 1 s.
+    pub fn misfire_grace_time(mut self, grace: Option<Duration>) -> Self {
+        self.options.misfire_grace_time = grace;
+        self
+    }
+
+    /// Whether missed runs collapse into one. Default `true`.
+    pub fn coalesce(mut self, coalesce: bool) -> Self {
+        self.options.coalesce = coalesce;
+        self
+    }
+
+    /// How many runs may go at once. Default 1.
+    pub fn max_instances(mut self, max: u32) -> Self {
+        self.options.max_instances = max;
+        self
+    }
+
+    /// Replace a job with the same id instead of failing with [`Error::ConflictingId`].
+    pub fn replace_existing(mut self, replace: bool) -> Self {
+        self.replace_existing = replace;
+        self
+    }
+
+    /// Add the job paused: it runs only once resumed.
+    pub fn paused(mut self) -> Self {
+        self.paused = true;
+        self
+    }
+}
+
+impl<'a> IntoFuture for AddJob<'a> {
+    type Output = Result<Job>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<Job>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let scheduler = self.scheduler;
+        let prepared = scheduler.prepare_add(self);
+        Box::pin(async move {
+            let (command, job) = prepared?;
+            scheduler.send(command).await?;
+            Ok(job)
+        })
+    }
+}
+
+/// Changes a job's name and options when awaited; returned by [`Scheduler::modify_job`].
+/// Only what is set changes.
+#[must_use = "the job changes only when this is awaited"]
+pub struct ModifyJob<'a> {
+    scheduler: &'a Scheduler,
+    id: &'a str,
+    name: Option<String>,
+    misfire_grace_time: Option<Option<Duration>>,
+    coalesce: Option<bool>,
+    max_instances: Option<u32>,
+}
+
+impl ModifyJob<'_> {
+    /// A new name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A new misfire grace time (`None`: however late).
+    pub fn misfire_grace_time(mut self, grace: Option<Duration>) -> Self {
+        self.misfire_grace_time = Some(grace);
+        self
+    }
+
+    /// Whether missed runs collapse into one.
+    pub fn coalesce(mut self, coalesce: bool) -> Self {
+        self.coalesce = Some(coalesce);
+        self
+    }
+
+    /// How many runs may go at once.
+    pub fn max_instances(mut self, max: u32) -> Self {
+        self.max_instances = Some(max);
+        self
+    }
+}
+
+impl<'a> IntoFuture for ModifyJob<'a> {
+    type Output = Result<Job>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<Job>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            if let Some(max) = self.max_instances {
+                JobOptions {
+                    max_instances: max,
+                    ..JobOptions::default()
+                }
+                .validate()?;
+            }
+            let change = JobChange::Modify {
+                name: self.name.map(|n| Name::Shared(Arc::from(n))),
+                misfire_grace_time: self.misfire_grace_time,
+                coalesce: self.coalesce,
+                max_instances: self.max_instances,
+            };
+            self.scheduler
+                .change(self.id, change)
+                .await?
+                .ok_or_else(|| Error::JobNotFound(self.id.to_string()))
         })
     }
 }

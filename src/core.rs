@@ -1,0 +1,913 @@
+//! The scheduler core: the one task that owns the job table and decides when jobs run.
+//!
+//! It keeps a min-heap of (wall-clock due time, job) and sleeps on Tokio's timer only until the
+//! earliest due time or `max_sleep`, whichever is first; on every wake it reads the wall clock
+//! again, so clock steps and suspends are noticed and far-off due times need no timer at all.
+//! Due runs are spawned into a `JoinSet` as their own tasks: the core never awaits a job, and a
+//! run's end comes back to it through that set (to keep `max_instances` counts and events
+//! exact). Heap items are never removed in place: each carries the entry's version, and a stale
+//! one is dropped when it surfaces.
+//!
+//! The core must not panic or stop because of a job or a trigger: runs are isolated in their
+//! own tasks with panics caught, and each command and each due job is handled under
+//! `catch_unwind`, so a bug there costs that one job, not the scheduler.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::job::{JobContext, Name, Run, RunResult, Task};
+use crate::scheduler::Shared;
+use crate::trigger::Trigger;
+use crate::{Error, Event, Job, JobId, JobOptions, Result, Scheduler, SchedulerState};
+
+/// How many due runs the core handles before it looks at its channel again, so a huge backlog
+/// (a clock jumped far forward with `coalesce` off) never starves callers.
+const DUE_BATCH: usize = 4096;
+/// How many queued commands the core takes in one go.
+const COMMAND_BATCH: usize = 1024;
+
+pub(crate) struct Settings {
+    pub(crate) max_blocking_jobs: usize,
+    pub(crate) max_sleep: Duration,
+    pub(crate) clock_jump_threshold: Duration,
+}
+
+/// A change to one job, answered with the job's new snapshot (`None`: the job is gone).
+pub(crate) enum JobChange {
+    Modify {
+        name: Option<Name>,
+        misfire_grace_time: Option<Option<Duration>>,
+        coalesce: Option<bool>,
+        max_instances: Option<u32>,
+    },
+    Reschedule(Trigger),
+    Pause,
+    Resume,
+    RunNow,
+}
+
+pub(crate) enum Command {
+    Start {
+        paused: bool,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Pause {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Resume {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Shutdown {
+        timeout: Option<Duration>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Add {
+        entry: Box<Entry>,
+        replaces: Option<u64>,
+    },
+    Remove {
+        key: u64,
+    },
+    RemoveAll {
+        reply: oneshot::Sender<()>,
+    },
+    Get {
+        key: u64,
+        reply: oneshot::Sender<Option<Job>>,
+    },
+    GetAll {
+        reply: oneshot::Sender<Vec<Job>>,
+    },
+    Change {
+        key: u64,
+        change: JobChange,
+        reply: oneshot::Sender<Result<Option<Job>>>,
+    },
+}
+
+/// The next run of a job: the trigger's fire time, and the instant it runs (with jitter).
+#[derive(Clone, Copy, Debug)]
+struct NextRun {
+    regular: DateTime<Utc>,
+    at: DateTime<Utc>,
+}
+
+/// One job as the core holds it.
+pub(crate) struct Entry {
+    key: u64,
+    id: JobId,
+    name: Name,
+    task: Task,
+    trigger: Trigger,
+    options: JobOptions,
+    next: Option<NextRun>,
+    /// Bumped whenever `next` changes, so heap items for an older `next` are known stale.
+    version: u32,
+    running: u32,
+    paused: bool,
+}
+
+impl Entry {
+    pub(crate) fn new(
+        key: u64,
+        id: JobId,
+        name: Name,
+        task: Task,
+        trigger: Trigger,
+        options: JobOptions,
+        next: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Entry {
+        Entry {
+            key,
+            id,
+            name,
+            task,
+            trigger,
+            options,
+            paused: next.is_none(),
+            next: next.map(|(regular, at)| NextRun { regular, at }),
+            version: 0,
+            running: 0,
+        }
+    }
+
+    fn snapshot(&self, default_zone: crate::Zone) -> Job {
+        let zone = self.trigger.timezone().unwrap_or(default_zone);
+        Job {
+            id: self.id.clone(),
+            name: self.name.to_string(),
+            trigger: self.trigger.clone(),
+            next_run_time: self.next.map(|n| n.at.with_timezone(&zone)),
+            options: self.options,
+            paused: self.paused,
+        }
+    }
+}
+
+/// A heap item: the entry `key` is due at `at_us` (µs since the epoch), if its version is
+/// still `version`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at_us: i64,
+    key: u64,
+    version: u32,
+}
+
+/// Job keys are sequential numbers: a multiplicative hash spreads them over the table at a
+/// fraction of SipHash's cost.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Jobs = HashMap<u64, Box<Entry>, BuildHasherDefault<KeyHasher>>;
+
+/// What a finished run reports.
+struct RunDone {
+    key: u64,
+    id: JobId,
+    scheduled: DateTime<Utc>,
+    duration: Duration,
+    result: RunResult,
+}
+
+pub(crate) struct Core {
+    rx: mpsc::Receiver<Command>,
+    /// To hand jobs a scheduler handle without keeping the core alive through itself.
+    weak_tx: mpsc::WeakSender<Command>,
+    shared: Arc<Shared>,
+    settings: Settings,
+    jobs: Jobs,
+    heap: BinaryHeap<Reverse<Due>>,
+    runs: JoinSet<RunDone>,
+    blocking_permits: Arc<Semaphore>,
+    cancel: CancellationToken,
+    state: SchedulerState,
+    /// Set once shutdown began: who waits for it, and when to give up on running jobs.
+    shutting_down: Option<ShutdownState>,
+    /// The wall and monotonic clocks at the last wake, to tell a clock jump.
+    last_wall: DateTime<Utc>,
+    last_mono: Instant,
+}
+
+struct ShutdownState {
+    waiters: Vec<oneshot::Sender<Result<()>>>,
+    deadline: Option<Instant>,
+}
+
+impl Core {
+    pub(crate) fn new(
+        rx: mpsc::Receiver<Command>,
+        weak_tx: mpsc::WeakSender<Command>,
+        shared: Arc<Shared>,
+        settings: Settings,
+    ) -> Core {
+        let last_wall = shared.clock.now();
+        Core {
+            rx,
+            weak_tx,
+            blocking_permits: Arc::new(Semaphore::new(settings.max_blocking_jobs)),
+            shared,
+            settings,
+            jobs: Jobs::default(),
+            heap: BinaryHeap::new(),
+            runs: JoinSet::new(),
+            cancel: CancellationToken::new(),
+            state: SchedulerState::Stopped,
+            shutting_down: None,
+            last_wall,
+            last_mono: Instant::now(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut sleep: std::pin::Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(Duration::ZERO));
+        // The heap top the timer is armed for; re-armed only when that changes or it fires.
+        let mut armed: Option<Option<i64>> = None;
+        let mut rx_open = true;
+        loop {
+            let now = self.wake();
+            if self.state == SchedulerState::Running && self.shutting_down.is_none() {
+                self.run_due(now);
+            }
+            if self.shutting_down.is_some() && self.runs.is_empty() {
+                break;
+            }
+            let target = self.next_due_us();
+            if armed != Some(target) {
+                sleep.as_mut().reset(self.deadline_for(target, now));
+                armed = Some(target);
+            }
+            let shutdown_deadline = self.shutting_down.as_ref().and_then(|s| s.deadline);
+            tokio::select! {
+                biased;
+                command = self.rx.recv(), if rx_open => match command {
+                    // While shutting down, calls are answered with `Shutdown`.
+                    Some(command) if self.shutting_down.is_some() => reject(command),
+                    Some(command) => {
+                        self.handle(command);
+                        for _ in 1..COMMAND_BATCH {
+                            match self.rx.try_recv() {
+                                Ok(command) => self.handle(command),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // Every handle is gone: stop as a graceful shutdown would.
+                    None => {
+                        rx_open = false;
+                        if self.shutting_down.is_none() {
+                            self.begin_shutdown(None, None);
+                        }
+                    }
+                },
+                Some(done) = self.runs.join_next(), if !self.runs.is_empty() => {
+                    self.finished(done);
+                    while let Some(done) = self.runs.try_join_next() {
+                        self.finished(done);
+                    }
+                }
+                () = &mut sleep => armed = None,
+                () = sleep_until_opt(shutdown_deadline) => {
+                    // Give up waiting: cancel what still runs; the runs end at their next await.
+                    self.cancel.cancel();
+                    if let Some(s) = self.shutting_down.as_mut() {
+                        s.deadline = None;
+                    }
+                }
+            }
+        }
+        self.finish_shutdown();
+    }
+
+    /// Reads both clocks, reports a wall-clock jump, and returns the wall-clock time.
+    fn wake(&mut self) -> DateTime<Utc> {
+        let wall = self.shared.clock.now();
+        let mono = Instant::now();
+        let elapsed = TimeDelta::from_std(mono - self.last_mono).unwrap_or(TimeDelta::MAX);
+        let drift = wall - self.last_wall - elapsed;
+        let threshold =
+            TimeDelta::from_std(self.settings.clock_jump_threshold).unwrap_or(TimeDelta::MAX);
+        if drift.abs() > threshold {
+            tracing::info!(by = %drift, "apsched: wall clock jumped");
+            self.shared.emit(Event::ClockJumped { by: drift });
+        }
+        self.last_wall = wall;
+        self.last_mono = mono;
+        wall
+    }
+
+    fn next_due_us(&self) -> Option<i64> {
+        if self.state != SchedulerState::Running || self.shutting_down.is_some() {
+            return None;
+        }
+        self.heap.peek().map(|Reverse(due)| due.at_us)
+    }
+
+    /// When to wake for a wall-clock due time: never later than `max_sleep` from now.
+    fn deadline_for(&self, target_us: Option<i64>, now: DateTime<Utc>) -> Instant {
+        let cap = self.settings.max_sleep;
+        let wait = match target_us {
+            Some(at_us) => {
+                let wait_us = at_us.saturating_sub(now.timestamp_micros()).max(0);
+                Duration::from_micros(wait_us as u64).min(cap)
+            }
+            None => cap,
+        };
+        Instant::now() + wait
+    }
+
+    // ---- due runs ----
+
+    fn run_due(&mut self, now: DateTime<Utc>) {
+        let now_us = now.timestamp_micros();
+        for _ in 0..DUE_BATCH {
+            let Some(Reverse(due)) = self.heap.peek().copied() else {
+                return;
+            };
+            if due.at_us > now_us {
+                return;
+            }
+            self.heap.pop();
+            let current = self
+                .jobs
+                .get(&due.key)
+                .is_some_and(|entry| entry.version == due.version && entry.next.is_some());
+            if !current {
+                continue;
+            }
+            let fired = std::panic::catch_unwind(AssertUnwindSafe(|| self.fire(due.key, now)));
+            if fired.is_err() {
+                self.drop_broken(due.key, "panicked while computing its next run");
+            }
+        }
+        // More left: the loop comes straight back (the timer is armed for a past instant).
+    }
+
+    /// Handles one due job: decides which run (if any) to start under the misfire rules, and
+    /// schedules the next.
+    fn fire(&mut self, key: u64, now: DateTime<Utc>) {
+        let Some(entry) = self.jobs.get_mut(&key) else {
+            return;
+        };
+        let Some(NextRun { regular, at }) = entry.next.take() else {
+            return;
+        };
+        let grace = entry
+            .options
+            .misfire_grace_time
+            .map(|g| TimeDelta::from_std(g).unwrap_or(TimeDelta::MAX));
+        let in_grace = |fire_time: DateTime<Utc>| grace.is_none_or(|g| now - fire_time <= g);
+        let trigger = &entry.trigger;
+
+        // `run`: the fire time to run now; `missed`: the first fire time skipped;
+        // `resume_from`: the fire time the next one is computed after.
+        let (run, missed, next): (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Result<_>) =
+            if entry.options.coalesce {
+                let latest = latest_fire_at_or_before(trigger, regular, now);
+                let fire_time = if latest == regular { at } else { latest };
+                let next = trigger.next_fire_time(Some(latest), now);
+                if in_grace(fire_time) {
+                    (Some(latest), None, next)
+                } else {
+                    (None, Some(regular), next)
+                }
+            } else if in_grace(at) {
+                (
+                    Some(regular),
+                    None,
+                    trigger.next_fire_time(Some(regular), now),
+                )
+            } else {
+                // Skip every run older than the grace time in one step.
+                let cutoff = grace.and_then(|g| now.checked_sub_signed(g)).unwrap_or(now);
+                let next = trigger
+                    .next_fire_time(Some(regular), now)
+                    .and_then(|n| match n {
+                        Some(n) if n < cutoff => trigger.fire_time_at_or_after(cutoff),
+                        n => Ok(n),
+                    });
+                (None, Some(regular), next)
+            };
+
+        let id = entry.id.clone();
+        if let Some(scheduled) = missed {
+            tracing::warn!(job.id = %id, %scheduled, "apsched: run missed by more than its grace time");
+            self.shared.emit(Event::JobMissed {
+                job_id: id.clone(),
+                scheduled_run_time: scheduled,
+            });
+        }
+        if let Some(scheduled) = run {
+            self.submit(key, scheduled);
+        }
+        match next {
+            Ok(Some(regular)) => self.schedule(key, regular),
+            Ok(None) => self.remove_entry(key),
+            Err(error) => self.drop_broken(key, &error.to_string()),
+        }
+    }
+
+    /// Sets the entry's next run at `regular` (plus jitter) and queues it.
+    fn schedule(&mut self, key: u64, regular: DateTime<Utc>) {
+        let Some(entry) = self.jobs.get_mut(&key) else {
+            return;
+        };
+        let at = entry.trigger.jittered(regular);
+        entry.next = Some(NextRun { regular, at });
+        entry.version = entry.version.wrapping_add(1);
+        self.heap.push(Reverse(Due {
+            at_us: at.timestamp_micros(),
+            key,
+            version: entry.version,
+        }));
+    }
+
+    /// Starts one run of the job, unless `max_instances` runs are going already.
+    fn submit(&mut self, key: u64, scheduled: DateTime<Utc>) {
+        let Some(entry) = self.jobs.get_mut(&key) else {
+            return;
+        };
+        if entry.running >= entry.options.max_instances {
+            tracing::warn!(job.id = %entry.id, "apsched: run skipped, max_instances reached");
+            self.shared.emit(Event::JobMaxInstances {
+                job_id: entry.id.clone(),
+                scheduled_run_time: scheduled,
+            });
+            return;
+        }
+        entry.running += 1;
+        let ctx = JobContext {
+            id: entry.id.clone(),
+            name: entry.name.clone(),
+            scheduled_run_time: scheduled,
+            cancel: self.cancel.clone(),
+            scheduler: self.weak_tx.upgrade().map(|tx| Scheduler {
+                tx,
+                shared: Arc::clone(&self.shared),
+            }),
+        };
+        let span = tracing::info_span!(
+            "apsched.job",
+            job.id = %entry.id,
+            job.name = %entry.name,
+            scheduled = %scheduled
+        );
+        let id = entry.id.clone();
+        let run = entry.task.run(ctx);
+        let cancel = self.cancel.clone();
+        let permits = Arc::clone(&self.blocking_permits);
+        self.shared.emit(Event::JobSubmitted {
+            job_id: id.clone(),
+            scheduled_run_time: scheduled,
+        });
+        let job = async move {
+            let started = Instant::now();
+            let result = tokio::select! {
+                biased;
+                result = execute(run, permits) => result,
+                () = cancel.cancelled() => Err("cancelled: the scheduler shut down before the run ended".to_string()),
+            };
+            RunDone {
+                key,
+                id,
+                scheduled,
+                duration: started.elapsed(),
+                result,
+            }
+        };
+        self.runs.spawn(job.instrument(span));
+    }
+
+    fn finished(&mut self, done: std::result::Result<RunDone, tokio::task::JoinError>) {
+        // `execute` catches panics, so a join error means the run was aborted at teardown.
+        let Ok(done) = done else {
+            return;
+        };
+        if let Some(entry) = self.jobs.get_mut(&done.key) {
+            entry.running = entry.running.saturating_sub(1);
+        }
+        let event = match done.result {
+            Ok(()) => Event::JobExecuted {
+                job_id: done.id,
+                scheduled_run_time: done.scheduled,
+                duration: done.duration,
+            },
+            Err(message) => {
+                tracing::error!(job.id = %done.id, error = %message, "apsched: job failed");
+                Event::JobError {
+                    job_id: done.id,
+                    scheduled_run_time: done.scheduled,
+                    duration: done.duration,
+                    message,
+                }
+            }
+        };
+        self.shared.emit(event);
+    }
+
+    /// Removes a job the core cannot go on scheduling, and says why.
+    fn drop_broken(&mut self, key: u64, why: &str) {
+        if let Some(entry) = self.jobs.get(&key) {
+            tracing::error!(job.id = %entry.id, why, "apsched: job removed, its trigger failed");
+        }
+        self.remove_entry(key);
+    }
+
+    /// Takes a job out of the table, and out of the index unless the id already names a
+    /// newer job.
+    fn remove_entry(&mut self, key: u64) {
+        if let Some(entry) = self.jobs.remove(&key) {
+            let mut index = self.shared.index();
+            if index.get(&entry.id) == Some(&key) {
+                index.remove(&entry.id);
+            }
+            drop(index);
+            self.shared.emit(Event::JobRemoved { job_id: entry.id });
+        }
+    }
+
+    // ---- commands ----
+
+    fn handle(&mut self, command: Command) {
+        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| self.apply(command))) {
+            tracing::error!(panic = %panic_message(&*panic), "apsched: a command panicked in the core; it was dropped");
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Add { entry, replaces } => self.add(entry, replaces),
+            Command::Remove { key } => self.remove_entry(key),
+            Command::RemoveAll { reply } => {
+                self.jobs.clear();
+                self.heap.clear();
+                self.shared.index().clear();
+                self.shared.emit(Event::AllJobsRemoved);
+                let _ = reply.send(());
+            }
+            Command::Get { key, reply } => {
+                let zone = self.shared.timezone;
+                let _ = reply.send(self.jobs.get(&key).map(|e| e.snapshot(zone)));
+            }
+            Command::GetAll { reply } => {
+                let zone = self.shared.timezone;
+                let mut jobs: Vec<&Entry> = self.jobs.values().map(|e| &**e).collect();
+                jobs.sort_by_key(|e| (e.next.is_none(), e.next.map(|n| n.at), e.key));
+                let _ = reply.send(jobs.into_iter().map(|e| e.snapshot(zone)).collect());
+            }
+            Command::Change { key, change, reply } => {
+                let _ = reply.send(self.change(key, change));
+            }
+            Command::Start { paused, reply } => {
+                let result = self.start(paused);
+                let _ = reply.send(result);
+            }
+            Command::Pause { reply } => {
+                let result = self.set_running(SchedulerState::Paused);
+                let _ = reply.send(result);
+            }
+            Command::Resume { reply } => {
+                let result = self.set_running(SchedulerState::Running);
+                let _ = reply.send(result);
+            }
+            Command::Shutdown { timeout, reply } => {
+                self.begin_shutdown(timeout, Some(reply));
+            }
+        }
+    }
+
+    fn add(&mut self, mut entry: Box<Entry>, replaces: Option<u64>) {
+        // The handle put the id in the index before sending; if it names another key now, a
+        // later call (a removal, a replacement) has already superseded this add.
+        if self.shared.index().get(&entry.id) != Some(&entry.key) {
+            return;
+        }
+        if let Some(old) = replaces {
+            self.jobs.remove(&old);
+        }
+        let key = entry.key;
+        if self.state != SchedulerState::Stopped {
+            if let Some(next) = entry.next {
+                entry.version = 1;
+                self.heap.push(Reverse(Due {
+                    at_us: next.at.timestamp_micros(),
+                    key,
+                    version: 1,
+                }));
+            }
+        }
+        let id = entry.id.clone();
+        self.jobs.insert(key, entry);
+        self.shared.emit(Event::JobAdded { job_id: id });
+    }
+
+    fn change(&mut self, key: u64, change: JobChange) -> Result<Option<Job>> {
+        let now = self.shared.clock.now();
+        let Some(entry) = self.jobs.get_mut(&key) else {
+            return Ok(None);
+        };
+        match change {
+            JobChange::Modify {
+                name,
+                misfire_grace_time,
+                coalesce,
+                max_instances,
+            } => {
+                if let Some(name) = name {
+                    entry.name = name;
+                }
+                if let Some(grace) = misfire_grace_time {
+                    entry.options.misfire_grace_time = grace;
+                }
+                if let Some(coalesce) = coalesce {
+                    entry.options.coalesce = coalesce;
+                }
+                if let Some(max) = max_instances {
+                    entry.options.max_instances = max;
+                }
+            }
+            JobChange::Reschedule(trigger) => {
+                let first = trigger.next_fire_time(None, now)?;
+                entry.trigger = trigger;
+                entry.paused = false;
+                self.set_next(key, first);
+            }
+            JobChange::Pause => {
+                entry.paused = true;
+                entry.next = None;
+                entry.version = entry.version.wrapping_add(1);
+            }
+            JobChange::Resume => {
+                let first = entry.trigger.next_fire_time(None, now)?;
+                entry.paused = false;
+                if first.is_none() {
+                    self.remove_entry(key);
+                    return Ok(None);
+                }
+                self.set_next(key, first);
+            }
+            JobChange::RunNow => {
+                self.submit(key, now);
+            }
+        }
+        let entry = self
+            .jobs
+            .get(&key)
+            .map(|e| e.snapshot(self.shared.timezone));
+        if let Some(job) = &entry {
+            self.shared.emit(Event::JobModified {
+                job_id: job.id.clone(),
+            });
+        }
+        Ok(entry)
+    }
+
+    /// Points a job at a new first run (or none) and queues it if the scheduler is started.
+    fn set_next(&mut self, key: u64, first: Option<DateTime<Utc>>) {
+        match first {
+            Some(regular) if self.state != SchedulerState::Stopped => self.schedule(key, regular),
+            Some(regular) => {
+                if let Some(entry) = self.jobs.get_mut(&key) {
+                    let at = entry.trigger.jittered(regular);
+                    entry.next = Some(NextRun { regular, at });
+                }
+            }
+            None => {
+                if let Some(entry) = self.jobs.get_mut(&key) {
+                    entry.next = None;
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, paused: bool) -> Result<()> {
+        if self.state != SchedulerState::Stopped {
+            return Err(Error::InvalidState {
+                state: self.state,
+                action: "start",
+            });
+        }
+        // Jobs added before start run from now on, as APScheduler: recompute their first run.
+        let now = self.shared.clock.now();
+        let keys: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, e)| !e.paused)
+            .map(|(k, _)| *k)
+            .collect();
+        self.state = if paused {
+            SchedulerState::Paused
+        } else {
+            SchedulerState::Running
+        };
+        for key in keys {
+            let first = self
+                .jobs
+                .get(&key)
+                .map(|e| e.trigger.next_fire_time(None, now));
+            match first {
+                Some(Ok(Some(regular))) => self.schedule(key, regular),
+                Some(Ok(None)) => self.remove_entry(key),
+                Some(Err(error)) => self.drop_broken(key, &error.to_string()),
+                None => {}
+            }
+        }
+        self.shared.set_state(self.state);
+        self.shared.emit(Event::SchedulerStarted);
+        if paused {
+            self.shared.emit(Event::SchedulerPaused);
+        }
+        Ok(())
+    }
+
+    fn set_running(&mut self, to: SchedulerState) -> Result<()> {
+        let action = if to == SchedulerState::Paused {
+            "pause"
+        } else {
+            "resume"
+        };
+        match self.state {
+            SchedulerState::Running | SchedulerState::Paused => {
+                if self.state != to {
+                    self.state = to;
+                    self.shared.set_state(to);
+                    self.shared.emit(if to == SchedulerState::Paused {
+                        Event::SchedulerPaused
+                    } else {
+                        Event::SchedulerResumed
+                    });
+                }
+                Ok(())
+            }
+            state => Err(Error::InvalidState { state, action }),
+        }
+    }
+
+    fn begin_shutdown(
+        &mut self,
+        timeout: Option<Duration>,
+        reply: Option<oneshot::Sender<Result<()>>>,
+    ) {
+        self.shared.set_state(SchedulerState::ShutDown);
+        let state = self.shutting_down.get_or_insert_with(|| ShutdownState {
+            waiters: Vec::new(),
+            deadline: None,
+        });
+        if let Some(timeout) = timeout {
+            let deadline = Instant::now() + timeout;
+            state.deadline = Some(state.deadline.map_or(deadline, |d| d.min(deadline)));
+        }
+        state.waiters.extend(reply);
+    }
+
+    fn finish_shutdown(&mut self) {
+        self.state = SchedulerState::ShutDown;
+        self.shared.set_state(SchedulerState::ShutDown);
+        self.rx.close();
+        while let Ok(command) = self.rx.try_recv() {
+            reject(command);
+        }
+        self.jobs.clear();
+        self.heap.clear();
+        self.shared.index().clear();
+        self.shared.emit(Event::SchedulerShutdown);
+        if let Some(state) = self.shutting_down.take() {
+            for waiter in state.waiters {
+                let _ = waiter.send(Ok(()));
+            }
+        }
+    }
+}
+
+/// Answers a command that arrived after shutdown began.
+fn reject(command: Command) {
+    match command {
+        Command::Start { reply, .. }
+        | Command::Pause { reply }
+        | Command::Resume { reply }
+        | Command::Shutdown { reply, .. } => {
+            let _ = reply.send(Err(Error::Shutdown));
+        }
+        Command::Change { reply, .. } => {
+            let _ = reply.send(Err(Error::Shutdown));
+        }
+        // Dropping the reply sender makes the caller see `Error::Shutdown`.
+        Command::Add { .. }
+        | Command::Remove { .. }
+        | Command::RemoveAll { .. }
+        | Command::Get { .. }
+        | Command::GetAll { .. } => {}
+    }
+}
+
+/// Runs one job body to its end, catching a panic as an error.
+async fn execute(run: Run, permits: Arc<Semaphore>) -> RunResult {
+    match run {
+        Run::Async(fut) => AssertUnwindSafe(fut)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic)))),
+        Run::Blocking(body) => {
+            // The permit bounds how many blocking runs go at once; it is held on the
+            // blocking thread and released when the body ends.
+            let Ok(permit) = permits.acquire_owned().await else {
+                return Err("the blocking pool is closed".into());
+            };
+            let span = tracing::Span::current();
+            let joined = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let _entered = span.enter();
+                std::panic::catch_unwind(AssertUnwindSafe(body))
+            })
+            .await;
+            match joined {
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => Err(format!("panicked: {}", panic_message(&*panic))),
+                Err(error) => Err(format!("the blocking run failed: {error}")),
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".into()
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The latest fire time at or before `now`, given `known`, a fire time at or before `now`.
+///
+/// Searched backwards from `now` in doubling steps, then forwards over the few fire times in
+/// the last step: O(log(now - known)) trigger calls, so a clock that jumped ten years costs
+/// about sixty calls, not five million.
+fn latest_fire_at_or_before(
+    trigger: &Trigger,
+    known: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let mut latest = match trigger.next_fire_time(Some(known), now) {
+        Ok(Some(next)) if next <= now => next,
+        _ => return known,
+    };
+    let mut step = TimeDelta::seconds(1);
+    loop {
+        let Some(probe) = now.checked_sub_signed(step) else {
+            break;
+        };
+        if probe <= latest {
+            break;
+        }
+        if let Ok(Some(found)) = trigger.fire_time_at_or_after(probe) {
+            if found <= now {
+                latest = latest.max(found);
+                break;
+            }
+        }
+        step = step * 2;
+    }
+    // Walk forward over what is left of the window (a handful of fire times at most for any
+    // regular trigger; bounded for the pathological ones).
+    for _ in 0..10_000 {
+        match trigger.next_fire_time(Some(latest), now) {
+            Ok(Some(next)) if next <= now => latest = next,
+            _ => break,
+        }
+    }
+    latest
+}

@@ -1,0 +1,440 @@
+//! Jobs: what runs (tasks), how (options), and what a caller sees of one (the [`Job`] snapshot).
+//!
+//! A task is any async closure or `async fn` with no arguments or one [`JobContext`], or a plain
+//! blocking closure or `fn` of the same shapes. Each returns `()` or `Result<(), E>` with
+//! `E: Display`. Async tasks run as their own Tokio task; blocking ones on Tokio's blocking pool,
+//! bounded by the scheduler's `max_blocking_jobs`. [`IntoTask`] turns each shape into a
+//! [`Task`], so `add_job` takes them all.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::trigger::Trigger;
+use crate::{Scheduler, Zone};
+
+/// A job's id: the one given with `.id(..)`, or a random UUID (32 hex digits, as APScheduler).
+///
+/// Cheap to clone; compares with and derefs to `&str`, so `scheduler.remove_job(&job.id)` works.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(Arc<str>);
+
+impl JobId {
+    pub(crate) fn new(id: &str) -> JobId {
+        JobId(Arc::from(id))
+    }
+
+    pub(crate) fn random() -> JobId {
+        let mut buf = [0u8; 32];
+        let hex = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+        JobId(Arc::from(&*hex))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for JobId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for JobId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for JobId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for JobId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for JobId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for JobId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(JobId::new(&String::deserialize(d)?))
+    }
+}
+
+/// How a job's runs are admitted: APScheduler's `misfire_grace_time`, `coalesce` and
+/// `max_instances`, with the same defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOptions {
+    /// How late a run may start and still run; a later one is skipped with a
+    /// [`JobMissed`](crate::Event::JobMissed) event. `None` runs it however late. Default 1 s.
+    #[serde(with = "crate::serde_util::opt_seconds")]
+    pub misfire_grace_time: Option<Duration>,
+    /// Whether several missed runs collapse into one (the latest). Default `true`.
+    pub coalesce: bool,
+    /// How many runs of the job may go at once; a run beyond that is skipped with a
+    /// [`JobMaxInstances`](crate::Event::JobMaxInstances) event. Default 1.
+    pub max_instances: u32,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            misfire_grace_time: Some(Duration::from_secs(1)),
+            coalesce: true,
+            max_instances: 1,
+        }
+    }
+}
+
+impl JobOptions {
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        if self.max_instances == 0 {
+            return Err(crate::Error::InvalidOption {
+                option: "max_instances",
+                value: "0".into(),
+                reason: "at least one instance must be allowed".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of a job, as returned by `add_job`, `get_job` and `get_jobs`.
+///
+/// It does not change when the job does: ask the scheduler again for a fresh one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Job {
+    /// The job's id.
+    pub id: JobId,
+    /// The job's name (by default the task's function name).
+    pub name: String,
+    /// When it runs.
+    pub trigger: Trigger,
+    /// The next run, in the trigger's time zone; `None` while the job is paused.
+    pub next_run_time: Option<DateTime<Zone>>,
+    /// How its runs are admitted.
+    #[serde(flatten)]
+    pub options: JobOptions,
+    /// Whether the job is paused.
+    pub paused: bool,
+}
+
+impl fmt::Display for Job {
+    /// `name (trigger: every 2 seconds, next run at: 2024-05-01 12:00:02 CEST)`, as APScheduler.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.next_run_time {
+            Some(next) => write!(
+                f,
+                "{} (trigger: {}, next run at: {})",
+                self.name,
+                self.trigger,
+                next.format("%Y-%m-%d %H:%M:%S %Z")
+            ),
+            None => write!(f, "{} (trigger: {}, paused)", self.name, self.trigger),
+        }
+    }
+}
+
+/// What a running job knows about its run.
+///
+/// Tasks that take a `JobContext` get one per run.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    pub(crate) id: JobId,
+    pub(crate) name: Name,
+    pub(crate) scheduled_run_time: DateTime<Utc>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) scheduler: Option<Scheduler>,
+}
+
+impl JobContext {
+    /// The job's id.
+    pub fn job_id(&self) -> &JobId {
+        &self.id
+    }
+
+    /// The job's name.
+    pub fn job_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The fire time this run stands for (without jitter). For a coalesced run, the latest of
+    /// the runs it stands for.
+    pub fn scheduled_run_time(&self) -> DateTime<Utc> {
+        self.scheduled_run_time
+    }
+
+    /// Cancelled when the scheduler stops waiting for this run (`shutdown_timeout` expired).
+    /// Long jobs can select on `cancelled()` to stop cleanly.
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// The scheduler running this job, so the job can add, modify or remove jobs (itself
+    /// included). `None` only while the scheduler's core is stopping.
+    pub fn scheduler(&self) -> Option<&Scheduler> {
+        self.scheduler.as_ref()
+    }
+}
+
+/// A job name: the task's function name (no allocation) or one given with `.name(..)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Name::Static(s) => s,
+            Name::Shared(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+/// What a job run returned: `Err` carries the error's message (or the panic's).
+pub(crate) type RunResult = Result<(), String>;
+
+/// The value a task returns: `()` or `Result<(), E>` with `E: Display`.
+pub trait JobOutput: Send + 'static {
+    /// `Ok` or the error's message.
+    fn into_result(self) -> Result<(), String>;
+}
+
+impl JobOutput for () {
+    fn into_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display + Send + 'static> JobOutput for Result<(), E> {
+    fn into_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// One run of a task, ready to go.
+pub(crate) enum Run {
+    Async(BoxFuture<'static, RunResult>),
+    Blocking(Box<dyn FnOnce() -> RunResult + Send>),
+}
+
+type RunFn = dyn Fn(JobContext) -> Run + Send + Sync;
+
+/// A type-erased job body; build one with [`IntoTask`] (which `add_job` calls for you).
+#[derive(Clone)]
+pub struct Task {
+    run: Arc<RunFn>,
+    name: &'static str,
+}
+
+impl Task {
+    pub(crate) fn run(&self, ctx: JobContext) -> Run {
+        (self.run)(ctx)
+    }
+
+    /// The task's function name, the job's default name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("name", &self.name).finish()
+    }
+}
+
+/// Markers that keep the [`IntoTask`] impls apart; never named by users.
+#[doc(hidden)]
+pub mod marker {
+    /// `Fn() -> impl Future`
+    pub struct Async;
+    /// `Fn(JobContext) -> impl Future`
+    pub struct AsyncWithContext;
+    /// `Fn() -> ()` or `Fn() -> Result<(), E>`, run on the blocking pool.
+    pub struct Blocking;
+    /// `Fn(JobContext) -> ...`, run on the blocking pool.
+    pub struct BlockingWithContext;
+}
+
+/// Something that can be a job's body. Implemented for:
+///
+/// - `Fn() -> Fut` and `Fn(JobContext) -> Fut` where `Fut: Future<Output = R>` (async tasks);
+/// - `Fn() -> R` and `Fn(JobContext) -> R` (blocking tasks, run on the blocking pool);
+///
+/// with `R` either `()` or `Result<(), E: Display>`, and a ready [`Task`].
+pub trait IntoTask<Marker>: Send + Sync + 'static {
+    /// Erases the task's type.
+    fn into_task(self) -> Task;
+}
+
+impl IntoTask<()> for Task {
+    fn into_task(self) -> Task {
+        self
+    }
+}
+
+impl<F, Fut> IntoTask<(marker::Async, Fut)> for F
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: JobOutput,
+{
+    fn into_task(self) -> Task {
+        Task {
+            name: function_name::<F>(),
+            run: Arc::new(move |_ctx| {
+                let fut = self();
+                Run::Async(Box::pin(async move { fut.await.into_result() }))
+            }),
+        }
+    }
+}
+
+impl<F, Fut> IntoTask<(marker::AsyncWithContext, Fut)> for F
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: JobOutput,
+{
+    fn into_task(self) -> Task {
+        Task {
+            name: function_name::<F>(),
+            run: Arc::new(move |ctx| {
+                let fut = self(ctx);
+                Run::Async(Box::pin(async move { fut.await.into_result() }))
+            }),
+        }
+    }
+}
+
+impl<F, R> IntoTask<(marker::Blocking, R)> for F
+where
+    F: Fn() -> R + Send + Sync + 'static,
+    R: JobOutput,
+{
+    fn into_task(self) -> Task {
+        let body = Arc::new(self);
+        Task {
+            name: function_name::<F>(),
+            run: Arc::new(move |_ctx| {
+                let body = Arc::clone(&body);
+                Run::Blocking(Box::new(move || body().into_result()))
+            }),
+        }
+    }
+}
+
+impl<F, R> IntoTask<(marker::BlockingWithContext, R)> for F
+where
+    F: Fn(JobContext) -> R + Send + Sync + 'static,
+    R: JobOutput,
+{
+    fn into_task(self) -> Task {
+        let body = Arc::new(self);
+        Task {
+            name: function_name::<F>(),
+            run: Arc::new(move |ctx| {
+                let body = Arc::clone(&body);
+                Run::Blocking(Box::new(move || body(ctx).into_result()))
+            }),
+        }
+    }
+}
+
+/// `report` for `fn report`, `main::{{closure}}` for a closure in `main`: the last path
+/// segment that is not a closure marker, without allocating.
+fn function_name<F>() -> &'static str {
+    let full = std::any::type_name::<F>();
+    let mut end = full.len();
+    let mut rest = full;
+    while let Some(stripped) = rest.strip_suffix("::{{closure}}") {
+        rest = stripped;
+    }
+    if rest.len() != full.len() {
+        // Keep one `::{{closure}}` after the enclosing function's name.
+        end = rest.len() + "::{{closure}}".len();
+    }
+    let start = rest.rfind("::").map_or(0, |i| i + 2);
+    &full[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn report() {}
+
+    #[test]
+    fn names_come_from_the_function() {
+        fn name_of<M, T: IntoTask<M>>(t: T) -> &'static str {
+            t.into_task().name()
+        }
+        assert_eq!(name_of(report), "report");
+        assert_eq!(
+            name_of(|| async {}),
+            "names_come_from_the_function::{{closure}}"
+        );
+        assert_eq!(name_of(|| ()), "names_come_from_the_function::{{closure}}");
+        assert_eq!(
+            name_of(|_ctx: JobContext| -> Result<(), String> { Ok(()) }),
+            "names_come_from_the_function::{{closure}}"
+        );
+    }
+
+    #[test]
+    fn random_ids_are_32_hex_digits() {
+        let id = JobId::random();
+        assert_eq!(id.len(), 32);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(id, JobId::random());
+    }
+}
