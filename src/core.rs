@@ -384,35 +384,34 @@ impl Core {
         let in_grace = |fire_time: DateTime<Utc>| grace.is_none_or(|g| now - fire_time <= g);
         let trigger = &entry.trigger;
 
-        // `run`: the fire time to run now; `missed`: the first fire time skipped;
-        // `resume_from`: the fire time the next one is computed after.
-        let (run, missed, next): (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Result<_>) =
-            if entry.options.coalesce {
+        // `run`: the fire time to run now; `missed`: the first fire time skipped; `next`: the
+        // next regular fire time. The common case (on time) costs one trigger call.
+        let after = trigger.next_fire_time(Some(regular), now);
+        let backlog = matches!(after, Ok(Some(n)) if n <= now);
+        let (run, missed, next) = if entry.options.coalesce {
+            let (latest, next) = if backlog {
                 let latest = latest_fire_at_or_before(trigger, regular, now);
-                let fire_time = if latest == regular { at } else { latest };
-                let next = trigger.next_fire_time(Some(latest), now);
-                if in_grace(fire_time) {
-                    (Some(latest), None, next)
-                } else {
-                    (None, Some(regular), next)
-                }
-            } else if in_grace(at) {
-                (
-                    Some(regular),
-                    None,
-                    trigger.next_fire_time(Some(regular), now),
-                )
+                (latest, trigger.next_fire_time(Some(latest), now))
             } else {
-                // Skip every run older than the grace time in one step.
-                let cutoff = grace.and_then(|g| now.checked_sub_signed(g)).unwrap_or(now);
-                let next = trigger
-                    .next_fire_time(Some(regular), now)
-                    .and_then(|n| match n {
-                        Some(n) if n < cutoff => trigger.fire_time_at_or_after(cutoff),
-                        n => Ok(n),
-                    });
-                (None, Some(regular), next)
+                (regular, after)
             };
+            let fire_time = if latest == regular { at } else { latest };
+            if in_grace(fire_time) {
+                (Some(latest), None, next)
+            } else {
+                (None, Some(regular), next)
+            }
+        } else if in_grace(at) {
+            (Some(regular), None, after)
+        } else {
+            // Skip every run older than the grace time in one step.
+            let cutoff = grace.and_then(|g| now.checked_sub_signed(g)).unwrap_or(now);
+            let next = match after {
+                Ok(Some(n)) if n < cutoff => trigger.fire_time_at_or_after(cutoff),
+                after => after,
+            };
+            (None, Some(regular), next)
+        };
 
         let id = entry.id.clone();
         if let Some(scheduled) = missed {
