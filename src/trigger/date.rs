@@ -70,9 +70,8 @@ impl Date {
     }
 
     pub(crate) fn describe(&self) -> String {
-        match self.timezone {
-            Some(zone) => format!("once at {}", self.run_date.with_timezone(&zone)),
-            None => format!("once at {}", self.run_date),
-        }
+        let zone = self.timezone.unwrap_or_default();
+        let at = self.run_date.with_timezone(&zone);
+        format!("once at {}", at.format("%Y-%m-%d %H:%M:%S %Z"))
     }
 }
