@@ -13,7 +13,10 @@ use apsched::{Event, Scheduler};
 use futures::StreamExt;
 
 async fn job_function() {
-    println!("  job_function ran at {}", chrono::Local::now().format("%H:%M:%S"));
+    println!(
+        "  job_function ran at {}",
+        chrono::Local::now().format("%H:%M:%S")
+    );
 }
 
 #[tokio::main]
@@ -24,9 +27,15 @@ async fn main() -> Result<(), apsched::Error> {
 
     // Once, at a date (here: one second from now).
     let soon = chrono::Local::now() + chrono::TimeDelta::seconds(1);
-    scheduler.add_job(job_function, Date::at(soon)).id("once").await?;
+    scheduler
+        .add_job(job_function, Date::at(soon))
+        .id("once")
+        .await?;
     // Every 5 minutes.
-    scheduler.add_job(job_function, Interval::minutes(5)).id("every-5-min").await?;
+    scheduler
+        .add_job(job_function, Interval::minutes(5))
+        .id("every-5-min")
+        .await?;
     // Every day at 06:30 (APScheduler: 'cron', hour='6', minute='30').
     scheduler
         .add_job(job_function, Cron::new().hour("6").minute("30"))
@@ -47,6 +56,8 @@ async fn main() -> Result<(), apsched::Error> {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), wait).await.ok();
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .ok();
     scheduler.shutdown().await
 }

@@ -17,7 +17,9 @@ async fn main() -> Result<(), apsched::Error> {
     scheduler.start().await?;
 
     // Add a job and get its id.
-    let job = scheduler.add_job(job_function, Interval::minutes(5)).await?;
+    let job = scheduler
+        .add_job(job_function, Interval::minutes(5))
+        .await?;
     let job_id = job.id.clone();
     println!("added:   {job}  [id {job_id}]");
 
@@ -43,7 +45,10 @@ async fn main() -> Result<(), apsched::Error> {
 
     // Remove it by id; a second removal is an error that names the id.
     scheduler.remove_job(&job_id).await?;
-    println!("removed {job_id}; {} job(s) left", scheduler.get_jobs().await?.len());
+    println!(
+        "removed {job_id}; {} job(s) left",
+        scheduler.get_jobs().await?.len()
+    );
     if let Err(error) = scheduler.remove_job(&job_id).await {
         println!("removing it again: {error}");
     }

@@ -11,7 +11,10 @@ use apsched::{Event, Scheduler};
 use futures::StreamExt;
 
 async fn job_function() {
-    println!("Hello World {}", chrono::Local::now().format("%Y-%m-%d %H:%M:%S"));
+    println!(
+        "Hello World {}",
+        chrono::Local::now().format("%Y-%m-%d %H:%M:%S")
+    );
 }
 
 #[tokio::main]
@@ -22,7 +25,9 @@ async fn main() -> Result<(), apsched::Error> {
     scheduler.start().await?;
 
     // Schedule job_function to be called every two seconds.
-    let job = scheduler.add_job(job_function, Interval::seconds(2)).await?;
+    let job = scheduler
+        .add_job(job_function, Interval::seconds(2))
+        .await?;
     println!("added {job}");
     println!("press Ctrl-C to stop");
 

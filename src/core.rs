@@ -885,10 +885,7 @@ fn latest_fire_at_or_before(
         _ => return known,
     };
     let mut step = TimeDelta::seconds(1);
-    loop {
-        let Some(probe) = now.checked_sub_signed(step) else {
-            break;
-        };
+    while let Some(probe) = now.checked_sub_signed(step) {
         if probe <= latest {
             break;
         }
@@ -898,7 +895,10 @@ fn latest_fire_at_or_before(
                 break;
             }
         }
-        step = step * 2;
+        let Some(doubled) = step.checked_mul(2) else {
+            break;
+        };
+        step = doubled;
     }
     // Walk forward over what is left of the window (a handful of fire times at most for any
     // regular trigger; bounded for the pathological ones).
