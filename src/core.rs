@@ -5,8 +5,8 @@
 //! again, so clock steps and suspends are noticed and far-off due times need no timer at all.
 //! Due runs are spawned into a `JoinSet` as their own tasks: the core never awaits a job, and a
 //! run's end comes back to it through that set (to keep `max_instances` counts and events
-//! exact). Heap items are never removed in place: each carries the entry's version, and a stale
-//! one is dropped when it surfaces.
+//! exact). Heap items are never removed in place: each carries the due time it was queued for,
+//! and one that no longer matches its entry's next run is dropped when it surfaces.
 //!
 //! The core must not panic or stop because of a job or a trigger: runs are isolated in their
 //! own tasks with panics caught, and each command and each due job is handled under
@@ -27,7 +27,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::job::{JobContext, Name, Run, RunResult, Task};
+use crate::job::{JobContext, Name, Run, RunResult, Task, TaskFn};
 use crate::scheduler::Shared;
 use crate::trigger::Trigger;
 use crate::{Error, Event, Job, JobId, JobOptions, Result, Scheduler, SchedulerState};
@@ -74,6 +74,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<()>>,
     },
     Add {
+        key: u64,
         entry: Box<Entry>,
         replaces: Option<u64>,
     },
@@ -106,22 +107,19 @@ struct NextRun {
 
 /// One job as the core holds it.
 pub(crate) struct Entry {
-    key: u64,
     id: JobId,
     name: Name,
-    task: Task,
+    task: TaskFn,
     trigger: Trigger,
     options: JobOptions,
+    /// `None` while paused. A heap item is current only while it matches `next.at`.
     next: Option<NextRun>,
-    /// Bumped whenever `next` changes, so heap items for an older `next` are known stale.
-    version: u32,
     running: u32,
     paused: bool,
 }
 
 impl Entry {
     pub(crate) fn new(
-        key: u64,
         id: JobId,
         name: Name,
         task: Task,
@@ -130,15 +128,13 @@ impl Entry {
         next: Option<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> Entry {
         Entry {
-            key,
             id,
             name,
-            task,
+            task: task.into_fn(),
             trigger,
             options,
             paused: next.is_none(),
             next: next.map(|(regular, at)| NextRun { regular, at }),
-            version: 0,
             running: 0,
         }
     }
@@ -156,13 +152,12 @@ impl Entry {
     }
 }
 
-/// A heap item: the entry `key` is due at `at_us` (µs since the epoch), if its version is
-/// still `version`.
+/// A heap item: the entry `key` is due at `at_us` (µs since the epoch), if its next run is
+/// still that one.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Due {
     at_us: i64,
     key: u64,
-    version: u32,
 }
 
 /// Job keys are sequential numbers: a multiplicative hash spreads them over the table at a
@@ -356,7 +351,8 @@ impl Core {
             let current = self
                 .jobs
                 .get(&due.key)
-                .is_some_and(|entry| entry.version == due.version && entry.next.is_some());
+                .and_then(|entry| entry.next)
+                .is_some_and(|next| next.at.timestamp_micros() == due.at_us);
             if !current {
                 continue;
             }
@@ -438,11 +434,9 @@ impl Core {
         };
         let at = entry.trigger.jittered(regular);
         entry.next = Some(NextRun { regular, at });
-        entry.version = entry.version.wrapping_add(1);
         self.heap.push(Reverse(Due {
             at_us: at.timestamp_micros(),
             key,
-            version: entry.version,
         }));
     }
 
@@ -477,7 +471,7 @@ impl Core {
             scheduled = %scheduled
         );
         let id = entry.id.clone();
-        let run = entry.task.run(ctx);
+        let run = (entry.task)(ctx);
         let cancel = self.cancel.clone();
         let permits = Arc::clone(&self.blocking_permits);
         self.shared.emit(Event::JobSubmitted {
@@ -560,7 +554,11 @@ impl Core {
 
     fn apply(&mut self, command: Command) {
         match command {
-            Command::Add { entry, replaces } => self.add(entry, replaces),
+            Command::Add {
+                key,
+                entry,
+                replaces,
+            } => self.add(key, entry, replaces),
             Command::Remove { key } => self.remove_entry(key),
             Command::RemoveAll { reply } => {
                 self.jobs.clear();
@@ -575,9 +573,10 @@ impl Core {
             }
             Command::GetAll { reply } => {
                 let zone = self.shared.timezone;
-                let mut jobs: Vec<&Entry> = self.jobs.values().map(|e| &**e).collect();
-                jobs.sort_by_key(|e| (e.next.is_none(), e.next.map(|n| n.at), e.key));
-                let _ = reply.send(jobs.into_iter().map(|e| e.snapshot(zone)).collect());
+                let mut jobs: Vec<(&u64, &Entry)> =
+                    self.jobs.iter().map(|(k, e)| (k, &**e)).collect();
+                jobs.sort_by_key(|(key, e)| (e.next.is_none(), e.next.map(|n| n.at), *key));
+                let _ = reply.send(jobs.into_iter().map(|(_, e)| e.snapshot(zone)).collect());
             }
             Command::Change { key, change, reply } => {
                 let _ = reply.send(self.change(key, change));
@@ -600,23 +599,20 @@ impl Core {
         }
     }
 
-    fn add(&mut self, mut entry: Box<Entry>, replaces: Option<u64>) {
+    fn add(&mut self, key: u64, entry: Box<Entry>, replaces: Option<u64>) {
         // The handle put the id in the index before sending; if it names another key now, a
         // later call (a removal, a replacement) has already superseded this add.
-        if self.shared.index().get(&entry.id) != Some(&entry.key) {
+        if self.shared.index().get(&entry.id) != Some(&key) {
             return;
         }
         if let Some(old) = replaces {
             self.jobs.remove(&old);
         }
-        let key = entry.key;
         if self.state != SchedulerState::Stopped {
             if let Some(next) = entry.next {
-                entry.version = 1;
                 self.heap.push(Reverse(Due {
                     at_us: next.at.timestamp_micros(),
                     key,
-                    version: 1,
                 }));
             }
         }
@@ -659,7 +655,6 @@ impl Core {
             JobChange::Pause => {
                 entry.paused = true;
                 entry.next = None;
-                entry.version = entry.version.wrapping_add(1);
             }
             JobChange::Resume => {
                 let first = entry.trigger.next_fire_time(None, now)?;

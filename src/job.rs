@@ -266,18 +266,19 @@ pub(crate) enum Run {
     Blocking(Box<dyn FnOnce() -> RunResult + Send>),
 }
 
-type RunFn = dyn Fn(JobContext) -> Run + Send + Sync;
+/// A task's body, as the core keeps it.
+pub(crate) type TaskFn = Arc<dyn Fn(JobContext) -> Run + Send + Sync>;
 
 /// A type-erased job body; build one with [`IntoTask`] (which `add_job` calls for you).
 #[derive(Clone)]
 pub struct Task {
-    run: Arc<RunFn>,
+    run: TaskFn,
     name: &'static str,
 }
 
 impl Task {
-    pub(crate) fn run(&self, ctx: JobContext) -> Run {
-        (self.run)(ctx)
+    pub(crate) fn into_fn(self) -> TaskFn {
+        self.run
     }
 
     /// The task's function name, the job's default name.

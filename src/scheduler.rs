@@ -560,7 +560,6 @@ impl Scheduler {
             paused: add.paused,
         };
         let entry = Entry::new(
-            key,
             id,
             name,
             add.task,
@@ -570,6 +569,7 @@ impl Scheduler {
         );
         Ok((
             Command::Add {
+                key,
                 entry: Box::new(entry),
                 replaces,
             },
