@@ -34,7 +34,9 @@ impl JobId {
 
     pub(crate) fn random() -> JobId {
         let mut buf = [0u8; 32];
-        let hex = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+        // A v4 UUID from the thread-local RNG: `Uuid::new_v4` asks the OS for every id.
+        let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let hex = uuid.simple().encode_lower(&mut buf);
         JobId(Arc::from(&*hex))
     }
 
