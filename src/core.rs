@@ -13,8 +13,7 @@
 //! `catch_unwind`, so a bug there costs that one job, not the scheduler.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BinaryHeap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +26,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::job::{JobContext, Name, Run, RunResult, Task, TaskFn};
-use crate::scheduler::Shared;
+use crate::job::{JobContext, Name, Run, RunResult, Task, TaskBody};
+use crate::scheduler::{Index, Shared};
 use crate::trigger::Trigger;
 use crate::{Error, Event, Job, JobId, JobOptions, Result, Scheduler, SchedulerState};
 
@@ -47,7 +46,7 @@ pub(crate) struct Settings {
 /// A change to one job, answered with the job's new snapshot (`None`: the job is gone).
 pub(crate) enum JobChange {
     Modify {
-        name: Option<Name>,
+        name: Option<Arc<str>>,
         misfire_grace_time: Option<Option<Duration>>,
         coalesce: Option<bool>,
         max_instances: Option<u32>,
@@ -98,21 +97,40 @@ pub(crate) enum Command {
     },
 }
 
-/// The next run of a job: the trigger's fire time, and the instant it runs (with jitter).
+/// The next run of a job: the trigger's fire time, and the jitter added to it (in whole
+/// milliseconds, so the pair fits in 16 bytes).
 #[derive(Clone, Copy, Debug)]
 struct NextRun {
     regular: DateTime<Utc>,
-    at: DateTime<Utc>,
+    jitter_ms: u32,
 }
 
-/// One job as the core holds it.
+impl NextRun {
+    fn new(regular: DateTime<Utc>, at: DateTime<Utc>) -> NextRun {
+        let jitter_ms = (at - regular)
+            .num_milliseconds()
+            .clamp(0, i64::from(u32::MAX));
+        NextRun {
+            regular,
+            jitter_ms: jitter_ms as u32,
+        }
+    }
+
+    /// When it runs.
+    fn at(self) -> DateTime<Utc> {
+        self.regular + TimeDelta::milliseconds(i64::from(self.jitter_ms))
+    }
+}
+
+/// One job as the core holds it. Kept small: a scheduler may hold a million.
 pub(crate) struct Entry {
     id: JobId,
-    name: Name,
-    task: TaskFn,
+    /// A name given with `.name(..)`; otherwise the task's function name.
+    name: Option<Arc<str>>,
+    task: Box<dyn TaskBody>,
     trigger: Trigger,
     options: JobOptions,
-    /// `None` while paused. A heap item is current only while it matches `next.at`.
+    /// `None` while paused. A heap item is current only while it matches `next.at()`.
     next: Option<NextRun>,
     running: u32,
     paused: bool,
@@ -121,7 +139,7 @@ pub(crate) struct Entry {
 impl Entry {
     pub(crate) fn new(
         id: JobId,
-        name: Name,
+        name: Option<Arc<str>>,
         task: Task,
         trigger: Trigger,
         options: JobOptions,
@@ -130,22 +148,26 @@ impl Entry {
         Entry {
             id,
             name,
-            task: task.into_fn(),
+            task: task.into_body(),
             trigger,
             options,
             paused: next.is_none(),
-            next: next.map(|(regular, at)| NextRun { regular, at }),
+            next: next.map(|(regular, at)| NextRun::new(regular, at)),
             running: 0,
         }
     }
 
-    fn snapshot(&self, default_zone: crate::Zone) -> Job {
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_else(|| self.task.name())
+    }
+
+    pub(crate) fn snapshot(&self, default_zone: crate::Zone) -> Job {
         let zone = self.trigger.timezone().unwrap_or(default_zone);
         Job {
             id: self.id.clone(),
-            name: self.name.to_string(),
+            name: self.name().to_string(),
             trigger: self.trigger.clone(),
-            next_run_time: self.next.map(|n| n.at.with_timezone(&zone)),
+            next_run_time: self.next.map(|n| n.at().with_timezone(&zone)),
             options: self.options,
             paused: self.paused,
         }
@@ -160,26 +182,77 @@ struct Due {
     key: u64,
 }
 
-/// Job keys are sequential numbers: a multiplicative hash spreads them over the table at a
-/// fraction of SipHash's cost.
+/// The job table: a slab of entries addressed by keys that the handles hand out from the
+/// shared index (slot in the low 32 bits, generation in the high 32). A slab rather than a map:
+/// no hashing, and entries sit in one array instead of one allocation each.
 #[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
+struct Jobs {
+    slots: Vec<Slot>,
+    len: usize,
 }
 
-type Jobs = HashMap<u64, Box<Entry>, BuildHasherDefault<KeyHasher>>;
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    entry: Option<Entry>,
+}
+
+fn split_key(key: u64) -> (usize, u32) {
+    ((key & u64::from(u32::MAX)) as usize, (key >> 32) as u32)
+}
+
+impl Jobs {
+    fn get(&self, key: u64) -> Option<&Entry> {
+        let (slot, generation) = split_key(key);
+        let slot = self.slots.get(slot)?;
+        slot.entry
+            .as_ref()
+            .filter(|_| slot.generation == generation)
+    }
+
+    fn get_mut(&mut self, key: u64) -> Option<&mut Entry> {
+        let (slot, generation) = split_key(key);
+        let slot = self.slots.get_mut(slot)?;
+        slot.entry
+            .as_mut()
+            .filter(|_| slot.generation == generation)
+    }
+
+    fn insert(&mut self, key: u64, entry: Entry) {
+        let (slot, generation) = split_key(key);
+        if slot >= self.slots.len() {
+            self.slots.resize_with(slot + 1, Slot::default);
+        }
+        let slot = &mut self.slots[slot];
+        if slot.entry.is_none() {
+            self.len += 1;
+        }
+        slot.generation = generation;
+        slot.entry = Some(entry);
+    }
+
+    fn remove(&mut self, key: u64) -> Option<Entry> {
+        let (index, generation) = split_key(key);
+        let slot = self.slots.get_mut(index)?;
+        if slot.generation != generation {
+            return None;
+        }
+        let entry = slot.entry.take()?;
+        self.len -= 1;
+        Some(entry)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &Entry)> {
+        self.slots.iter().enumerate().filter_map(|(i, slot)| {
+            let key = i as u64 | (u64::from(slot.generation) << 32);
+            slot.entry.as_ref().map(|entry| (key, entry))
+        })
+    }
+
+    fn keys(&self) -> Vec<u64> {
+        self.iter().map(|(key, _)| key).collect()
+    }
+}
 
 /// What a finished run reports.
 struct RunDone {
@@ -350,9 +423,9 @@ impl Core {
             self.heap.pop();
             let current = self
                 .jobs
-                .get(&due.key)
+                .get(due.key)
                 .and_then(|entry| entry.next)
-                .is_some_and(|next| next.at.timestamp_micros() == due.at_us);
+                .is_some_and(|next| next.at().timestamp_micros() == due.at_us);
             if !current {
                 continue;
             }
@@ -367,12 +440,13 @@ impl Core {
     /// Handles one due job: decides which run (if any) to start under the misfire rules, and
     /// schedules the next.
     fn fire(&mut self, key: u64, now: DateTime<Utc>) {
-        let Some(entry) = self.jobs.get_mut(&key) else {
+        let Some(entry) = self.jobs.get_mut(key) else {
             return;
         };
-        let Some(NextRun { regular, at }) = entry.next.take() else {
+        let Some(next_run) = entry.next.take() else {
             return;
         };
+        let (regular, at) = (next_run.regular, next_run.at());
         let grace = entry
             .options
             .misfire_grace_time
@@ -429,20 +503,20 @@ impl Core {
 
     /// Sets the entry's next run at `regular` (plus jitter) and queues it.
     fn schedule(&mut self, key: u64, regular: DateTime<Utc>) {
-        let Some(entry) = self.jobs.get_mut(&key) else {
+        let Some(entry) = self.jobs.get_mut(key) else {
             return;
         };
-        let at = entry.trigger.jittered(regular);
-        entry.next = Some(NextRun { regular, at });
+        let next = NextRun::new(regular, entry.trigger.jittered(regular));
+        entry.next = Some(next);
         self.heap.push(Reverse(Due {
-            at_us: at.timestamp_micros(),
+            at_us: next.at().timestamp_micros(),
             key,
         }));
     }
 
     /// Starts one run of the job, unless `max_instances` runs are going already.
     fn submit(&mut self, key: u64, scheduled: DateTime<Utc>) {
-        let Some(entry) = self.jobs.get_mut(&key) else {
+        let Some(entry) = self.jobs.get_mut(key) else {
             return;
         };
         if entry.running >= entry.options.max_instances {
@@ -456,7 +530,10 @@ impl Core {
         entry.running += 1;
         let ctx = JobContext {
             id: entry.id.clone(),
-            name: entry.name.clone(),
+            name: match &entry.name {
+                Some(name) => Name::Shared(Arc::clone(name)),
+                None => Name::Static(entry.task.name()),
+            },
             scheduled_run_time: scheduled,
             cancel: self.cancel.clone(),
             scheduler: self.weak_tx.upgrade().map(|tx| Scheduler {
@@ -467,11 +544,11 @@ impl Core {
         let span = tracing::info_span!(
             "apsched.job",
             job.id = %entry.id,
-            job.name = %entry.name,
+            job.name = entry.name(),
             scheduled = %scheduled
         );
         let id = entry.id.clone();
-        let run = (entry.task)(ctx);
+        let run = entry.task.run(ctx);
         let cancel = self.cancel.clone();
         let permits = Arc::clone(&self.blocking_permits);
         self.shared.emit(Event::JobSubmitted {
@@ -501,7 +578,7 @@ impl Core {
         let Ok(done) = done else {
             return;
         };
-        if let Some(entry) = self.jobs.get_mut(&done.key) {
+        if let Some(entry) = self.jobs.get_mut(done.key) {
             entry.running = entry.running.saturating_sub(1);
         }
         let event = match done.result {
@@ -525,21 +602,17 @@ impl Core {
 
     /// Removes a job the core cannot go on scheduling, and says why.
     fn drop_broken(&mut self, key: u64, why: &str) {
-        if let Some(entry) = self.jobs.get(&key) {
+        if let Some(entry) = self.jobs.get(key) {
             tracing::error!(job.id = %entry.id, why, "apsched: job removed, its trigger failed");
         }
         self.remove_entry(key);
     }
 
     /// Takes a job out of the table, and out of the index unless the id already names a
-    /// newer job.
+    /// newer job; its key's slot is free for reuse from then on.
     fn remove_entry(&mut self, key: u64) {
-        if let Some(entry) = self.jobs.remove(&key) {
-            let mut index = self.shared.index();
-            if index.get(&entry.id) == Some(&key) {
-                index.remove(&entry.id);
-            }
-            drop(index);
+        if let Some(entry) = self.jobs.remove(key) {
+            self.shared.index().release(key, &entry.id);
             self.shared.emit(Event::JobRemoved { job_id: entry.id });
         }
     }
@@ -561,21 +634,25 @@ impl Core {
             } => self.add(key, entry, replaces),
             Command::Remove { key } => self.remove_entry(key),
             Command::RemoveAll { reply } => {
-                self.jobs.clear();
+                let mut index = self.shared.index();
+                for key in self.jobs.keys() {
+                    if let Some(entry) = self.jobs.remove(key) {
+                        index.release(key, &entry.id);
+                    }
+                }
+                drop(index);
                 self.heap.clear();
-                self.shared.index().clear();
                 self.shared.emit(Event::AllJobsRemoved);
                 let _ = reply.send(());
             }
             Command::Get { key, reply } => {
                 let zone = self.shared.timezone;
-                let _ = reply.send(self.jobs.get(&key).map(|e| e.snapshot(zone)));
+                let _ = reply.send(self.jobs.get(key).map(|e| e.snapshot(zone)));
             }
             Command::GetAll { reply } => {
                 let zone = self.shared.timezone;
-                let mut jobs: Vec<(&u64, &Entry)> =
-                    self.jobs.iter().map(|(k, e)| (k, &**e)).collect();
-                jobs.sort_by_key(|(key, e)| (e.next.is_none(), e.next.map(|n| n.at), *key));
+                let mut jobs: Vec<(u64, &Entry)> = self.jobs.iter().collect();
+                jobs.sort_by_key(|(key, e)| (e.next.is_none(), e.next.map(|n| n.at()), *key));
                 let _ = reply.send(jobs.into_iter().map(|(_, e)| e.snapshot(zone)).collect());
             }
             Command::Change { key, change, reply } => {
@@ -600,30 +677,36 @@ impl Core {
     }
 
     fn add(&mut self, key: u64, entry: Box<Entry>, replaces: Option<u64>) {
-        // The handle put the id in the index before sending; if it names another key now, a
-        // later call (a removal, a replacement) has already superseded this add.
-        if self.shared.index().get(&entry.id) != Some(&key) {
-            return;
-        }
-        if let Some(old) = replaces {
-            self.jobs.remove(&old);
+        {
+            let mut index = self.shared.index();
+            // The handle put the id in the index before sending; if it names another key now,
+            // a later call (a removal, a replacement) has already superseded this add.
+            if index.key_of(&entry.id) != Some(key) {
+                index.release(key, &entry.id);
+                return;
+            }
+            if let Some(old) = replaces {
+                if let Some(old_entry) = self.jobs.remove(old) {
+                    index.release(old, &old_entry.id);
+                }
+            }
         }
         if self.state != SchedulerState::Stopped {
             if let Some(next) = entry.next {
                 self.heap.push(Reverse(Due {
-                    at_us: next.at.timestamp_micros(),
+                    at_us: next.at().timestamp_micros(),
                     key,
                 }));
             }
         }
         let id = entry.id.clone();
-        self.jobs.insert(key, entry);
+        self.jobs.insert(key, *entry);
         self.shared.emit(Event::JobAdded { job_id: id });
     }
 
     fn change(&mut self, key: u64, change: JobChange) -> Result<Option<Job>> {
         let now = self.shared.clock.now();
-        let Some(entry) = self.jobs.get_mut(&key) else {
+        let Some(entry) = self.jobs.get_mut(key) else {
             return Ok(None);
         };
         match change {
@@ -634,7 +717,7 @@ impl Core {
                 max_instances,
             } => {
                 if let Some(name) = name {
-                    entry.name = name;
+                    entry.name = Some(name);
                 }
                 if let Some(grace) = misfire_grace_time {
                     entry.options.misfire_grace_time = grace;
@@ -669,10 +752,7 @@ impl Core {
                 self.submit(key, now);
             }
         }
-        let entry = self
-            .jobs
-            .get(&key)
-            .map(|e| e.snapshot(self.shared.timezone));
+        let entry = self.jobs.get(key).map(|e| e.snapshot(self.shared.timezone));
         if let Some(job) = &entry {
             self.shared.emit(Event::JobModified {
                 job_id: job.id.clone(),
@@ -686,13 +766,12 @@ impl Core {
         match first {
             Some(regular) if self.state != SchedulerState::Stopped => self.schedule(key, regular),
             Some(regular) => {
-                if let Some(entry) = self.jobs.get_mut(&key) {
-                    let at = entry.trigger.jittered(regular);
-                    entry.next = Some(NextRun { regular, at });
+                if let Some(entry) = self.jobs.get_mut(key) {
+                    entry.next = Some(NextRun::new(regular, entry.trigger.jittered(regular)));
                 }
             }
             None => {
-                if let Some(entry) = self.jobs.get_mut(&key) {
+                if let Some(entry) = self.jobs.get_mut(key) {
                     entry.next = None;
                 }
             }
@@ -712,7 +791,7 @@ impl Core {
             .jobs
             .iter()
             .filter(|(_, e)| !e.paused)
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k)
             .collect();
         self.state = if paused {
             SchedulerState::Paused
@@ -722,7 +801,7 @@ impl Core {
         for key in keys {
             let first = self
                 .jobs
-                .get(&key)
+                .get(key)
                 .map(|e| e.trigger.next_fire_time(None, now));
             match first {
                 Some(Ok(Some(regular))) => self.schedule(key, regular),
@@ -786,9 +865,9 @@ impl Core {
         while let Ok(command) = self.rx.try_recv() {
             reject(command);
         }
-        self.jobs.clear();
+        self.jobs = Jobs::default();
         self.heap.clear();
-        self.shared.index().clear();
+        *self.shared.index() = Index::default();
         self.shared.emit(Event::SchedulerShutdown);
         if let Some(state) = self.shutting_down.take() {
             for waiter in state.waiters {

@@ -218,7 +218,8 @@ impl JobContext {
     }
 }
 
-/// A job name: the task's function name (no allocation) or one given with `.name(..)`.
+/// A job name as a run sees it: the task's function name (no allocation) or one given with
+/// `.name(..)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Name {
     Static(&'static str),
@@ -268,30 +269,36 @@ pub(crate) enum Run {
     Blocking(Box<dyn FnOnce() -> RunResult + Send>),
 }
 
-/// A task's body, as the core keeps it.
-pub(crate) type TaskFn = Arc<dyn Fn(JobContext) -> Run + Send + Sync>;
+/// A task's body with its type erased; implemented by the wrappers [`IntoTask`] builds.
+pub(crate) trait TaskBody: Send + Sync + 'static {
+    /// Starts one run.
+    fn run(&self, ctx: JobContext) -> Run;
+    /// The function's name, the job's default name.
+    fn name(&self) -> &'static str;
+}
 
 /// A type-erased job body; build one with [`IntoTask`] (which `add_job` calls for you).
-#[derive(Clone)]
+///
+/// A task that captures nothing (an `async fn`, a closure without captures) costs no
+/// allocation, which matters at a million jobs.
 pub struct Task {
-    run: TaskFn,
-    name: &'static str,
+    body: Box<dyn TaskBody>,
 }
 
 impl Task {
-    pub(crate) fn into_fn(self) -> TaskFn {
-        self.run
+    pub(crate) fn into_body(self) -> Box<dyn TaskBody> {
+        self.body
     }
 
     /// The task's function name, the job's default name.
     pub fn name(&self) -> &'static str {
-        self.name
+        self.body.name()
     }
 }
 
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task").field("name", &self.name).finish()
+        f.debug_struct("Task").field("name", &self.name()).finish()
     }
 }
 
@@ -325,6 +332,70 @@ impl IntoTask<()> for Task {
     }
 }
 
+struct AsyncTask<F>(F);
+struct AsyncContextTask<F>(F);
+/// Blocking bodies are shared with the blocking thread of each run.
+struct BlockingTask<F>(Arc<F>);
+struct BlockingContextTask<F>(Arc<F>);
+
+impl<F, Fut> TaskBody for AsyncTask<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: JobOutput,
+{
+    fn run(&self, _ctx: JobContext) -> Run {
+        let fut = (self.0)();
+        Run::Async(Box::pin(async move { fut.await.into_result() }))
+    }
+    fn name(&self) -> &'static str {
+        function_name::<F>()
+    }
+}
+
+impl<F, Fut> TaskBody for AsyncContextTask<F>
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: JobOutput,
+{
+    fn run(&self, ctx: JobContext) -> Run {
+        let fut = (self.0)(ctx);
+        Run::Async(Box::pin(async move { fut.await.into_result() }))
+    }
+    fn name(&self) -> &'static str {
+        function_name::<F>()
+    }
+}
+
+impl<F, R> TaskBody for BlockingTask<F>
+where
+    F: Fn() -> R + Send + Sync + 'static,
+    R: JobOutput,
+{
+    fn run(&self, _ctx: JobContext) -> Run {
+        let body = Arc::clone(&self.0);
+        Run::Blocking(Box::new(move || body().into_result()))
+    }
+    fn name(&self) -> &'static str {
+        function_name::<F>()
+    }
+}
+
+impl<F, R> TaskBody for BlockingContextTask<F>
+where
+    F: Fn(JobContext) -> R + Send + Sync + 'static,
+    R: JobOutput,
+{
+    fn run(&self, ctx: JobContext) -> Run {
+        let body = Arc::clone(&self.0);
+        Run::Blocking(Box::new(move || body(ctx).into_result()))
+    }
+    fn name(&self) -> &'static str {
+        function_name::<F>()
+    }
+}
+
 impl<F, Fut> IntoTask<(marker::Async, Fut)> for F
 where
     F: Fn() -> Fut + Send + Sync + 'static,
@@ -333,11 +404,7 @@ where
 {
     fn into_task(self) -> Task {
         Task {
-            name: function_name::<F>(),
-            run: Arc::new(move |_ctx| {
-                let fut = self();
-                Run::Async(Box::pin(async move { fut.await.into_result() }))
-            }),
+            body: Box::new(AsyncTask(self)),
         }
     }
 }
@@ -350,11 +417,7 @@ where
 {
     fn into_task(self) -> Task {
         Task {
-            name: function_name::<F>(),
-            run: Arc::new(move |ctx| {
-                let fut = self(ctx);
-                Run::Async(Box::pin(async move { fut.await.into_result() }))
-            }),
+            body: Box::new(AsyncContextTask(self)),
         }
     }
 }
@@ -365,13 +428,8 @@ where
     R: JobOutput,
 {
     fn into_task(self) -> Task {
-        let body = Arc::new(self);
         Task {
-            name: function_name::<F>(),
-            run: Arc::new(move |_ctx| {
-                let body = Arc::clone(&body);
-                Run::Blocking(Box::new(move || body().into_result()))
-            }),
+            body: Box::new(BlockingTask(Arc::new(self))),
         }
     }
 }
@@ -382,31 +440,30 @@ where
     R: JobOutput,
 {
     fn into_task(self) -> Task {
-        let body = Arc::new(self);
         Task {
-            name: function_name::<F>(),
-            run: Arc::new(move |ctx| {
-                let body = Arc::clone(&body);
-                Run::Blocking(Box::new(move || body(ctx).into_result()))
-            }),
+            body: Box::new(BlockingContextTask(Arc::new(self))),
         }
     }
 }
 
 /// `report` for `fn report`, `main::{{closure}}` for a closure in `main`: the last path
-/// segment that is not a closure marker, without allocating.
+/// segment that is not a closure marker, without allocating (and without substring searches:
+/// this runs on every `add_job`).
 fn function_name<F>() -> &'static str {
+    const CLOSURE: &str = "::{{closure}}";
     let full = std::any::type_name::<F>();
-    let mut end = full.len();
     let mut rest = full;
-    while let Some(stripped) = rest.strip_suffix("::{{closure}}") {
+    while let Some(stripped) = rest.strip_suffix(CLOSURE) {
         rest = stripped;
     }
-    if rest.len() != full.len() {
+    let end = if rest.len() == full.len() {
+        full.len()
+    } else {
         // Keep one `::{{closure}}` after the enclosing function's name.
-        end = rest.len() + "::{{closure}}".len();
-    }
-    let start = rest.rfind("::").map_or(0, |i| i + 2);
+        rest.len() + CLOSURE.len()
+    };
+    // Paths separate segments with `::`, so the last `:` ends the last separator.
+    let start = rest.rfind(':').map_or(0, |i| i + 1);
     &full[start..end]
 }
 

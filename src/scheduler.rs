@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::core::{Command, Core, Entry, JobChange};
 use crate::event::EventStream;
-use crate::job::{IntoTask, Name, Task};
+use crate::job::{IntoTask, Task};
 use crate::trigger::Trigger;
 use crate::{Clock, Error, Event, Job, JobId, JobOptions, Result, SystemClock, Zone};
 
@@ -60,21 +60,60 @@ impl std::fmt::Display for SchedulerState {
     }
 }
 
+/// Job ids to the keys of the core's entries, and the keys free for new jobs.
+///
+/// A key is a slot in the core's job table (low 32 bits) and that slot's generation (high 32):
+/// a slot is reused only after the core has dropped its entry, and then under a new
+/// generation, so a command still holding the old key finds nothing.
+#[derive(Default)]
+pub(crate) struct Index {
+    /// foldhash, not SipHash: hashing ids was a sixth of an add's cost, and foldhash is seeded
+    /// per map, so chosen ids cannot flood one bucket.
+    ids: HashMap<JobId, u64, foldhash::fast::RandomState>,
+    free: Vec<u64>,
+    next_slot: u32,
+}
+
+impl Index {
+    pub(crate) fn key_of(&self, id: &str) -> Option<u64> {
+        self.ids.get(id).copied()
+    }
+
+    /// A key for a new job: a freed slot under its next generation, or a new slot.
+    fn allocate(&mut self) -> u64 {
+        self.free.pop().unwrap_or_else(|| {
+            let slot = self.next_slot;
+            self.next_slot += 1;
+            u64::from(slot)
+        })
+    }
+
+    /// Called by the core once it holds no entry under `key`: frees the slot, and drops the id
+    /// unless it already names a newer job.
+    pub(crate) fn release(&mut self, key: u64, id: &JobId) {
+        if self.ids.get(id) == Some(&key) {
+            self.ids.remove(id);
+        }
+        let generation = ((key >> 32) as u32).wrapping_add(1);
+        self.free
+            .push((key & u64::from(u32::MAX)) | (u64::from(generation) << 32));
+    }
+}
+
 /// What the handles and the core share. The id index maps each job id to the key of the job
 /// entry the core holds for it; keys are never reused, so a stale command for a removed job
 /// can never touch a newer job with the same id.
 pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) index: Mutex<HashMap<JobId, u64>>,
-    next_key: AtomicU64,
+    pub(crate) index: Mutex<Index>,
     state: AtomicU8,
     pub(crate) timezone: Zone,
     pub(crate) job_defaults: JobOptions,
 }
 
 impl Shared {
-    pub(crate) fn index(&self) -> MutexGuard<'_, HashMap<JobId, u64>> {
+    pub(crate) fn index(&self) -> MutexGuard<'_, Index> {
         // The index holds no invariant a panic elsewhere could break half-way.
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -184,8 +223,7 @@ impl SchedulerBuilder {
         let shared = Arc::new(Shared {
             clock: self.clock,
             events,
-            index: Mutex::new(HashMap::new()),
-            next_key: AtomicU64::new(0),
+            index: Mutex::new(Index::default()),
             state: AtomicU8::new(SchedulerState::Stopped as u8),
             timezone: self.timezone.unwrap_or_else(Zone::local),
             job_defaults: self.job_defaults,
@@ -498,8 +536,7 @@ impl Scheduler {
         self.ensure_open()?;
         self.shared
             .index()
-            .get(id)
-            .copied()
+            .key_of(id)
             .ok_or_else(|| Error::JobNotFound(id.to_string()))
     }
 
@@ -531,42 +568,27 @@ impl Scheduler {
             Some(id) => JobId::new(&id),
             None => JobId::random(),
         };
-        let name = match add.name {
-            Some(name) => Name::Shared(Arc::from(name)),
-            None => Name::Static(add.task.name()),
-        };
+        let name: Option<Arc<str>> = add.name.map(Arc::from);
         let next_run_time = (!add.paused).then(|| trigger.jittered(first));
-        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
-        let replaces = {
-            let mut index = self.shared.index();
-            match index.get_mut(&id) {
-                Some(_) if !add.replace_existing => {
-                    return Err(Error::ConflictingId(id.to_string()));
-                }
-                Some(existing) => Some(std::mem::replace(existing, key)),
-                None => {
-                    index.insert(id.clone(), key);
-                    None
-                }
-            }
-        };
-        let zone = trigger.timezone().unwrap_or(self.shared.timezone);
-        let job = Job {
-            id: id.clone(),
-            name: name.to_string(),
-            trigger: trigger.clone(),
-            next_run_time: next_run_time.map(|t| t.with_timezone(&zone)),
-            options: add.options,
-            paused: add.paused,
-        };
         let entry = Entry::new(
-            id,
+            id.clone(),
             name,
             add.task,
             trigger,
             add.options,
             next_run_time.map(|at| (first, at)),
         );
+        let job = entry.snapshot(self.shared.timezone);
+        let (key, replaces) = {
+            let mut index = self.shared.index();
+            let existing = index.key_of(&id);
+            if existing.is_some() && !add.replace_existing {
+                return Err(Error::ConflictingId(id.to_string()));
+            }
+            let key = index.allocate();
+            index.ids.insert(id, key);
+            (key, existing)
+        };
         Ok((
             Command::Add {
                 key,
@@ -583,6 +605,7 @@ impl Scheduler {
         let key = self
             .shared
             .index()
+            .ids
             .remove(id)
             .ok_or_else(|| Error::JobNotFound(id.to_string()))?;
         Ok(Command::Remove { key })
@@ -737,7 +760,7 @@ impl<'a> IntoFuture for ModifyJob<'a> {
                 .validate()?;
             }
             let change = JobChange::Modify {
-                name: self.name.map(|n| Name::Shared(Arc::from(n))),
+                name: self.name.map(Arc::from),
                 misfire_grace_time: self.misfire_grace_time,
                 coalesce: self.coalesce,
                 max_instances: self.max_instances,
