@@ -80,7 +80,7 @@ mod zone;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{Error, Result};
-pub use event::{Event, EventStream};
+pub use event::{Event, EventMask, EventStream};
 pub use job::{marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, Task};
 pub use scheduler::{AddJob, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState};
 pub use zone::{Zone, ZoneOffset};
