@@ -75,6 +75,7 @@ mod event;
 mod job;
 mod scheduler;
 mod serde_util;
+pub mod sync;
 pub mod trigger;
 mod zone;
 
@@ -83,4 +84,5 @@ pub use error::{Error, Result};
 pub use event::{Event, EventMask, EventStream};
 pub use job::{marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, Task};
 pub use scheduler::{AddJob, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState};
+pub use sync::{BackgroundScheduler, BlockingScheduler};
 pub use zone::{Zone, ZoneOffset};
