@@ -99,7 +99,7 @@ impl Host {
         let mut runtime = config.runtime.unwrap_or_else(|| {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             // Workers only poll the core and async jobs; blocking jobs have their own pool.
-            builder.worker_threads(2).thread_name("apsched-worker");
+            builder.worker_threads(2).thread_name("apsched");
             builder
         });
         runtime
