@@ -467,3 +467,33 @@ fn days_of_cron_in_milliseconds_on_a_paused_runtime() {
     }
     scheduler.shutdown().unwrap();
 }
+
+#[test]
+fn async_jobs_can_call_the_blocking_methods() {
+    // An async job runs on a worker of the scheduler's own runtime; the call moves that
+    // worker's other tasks (the core among them, maybe) away before it blocks.
+    let scheduler = scheduler();
+    let handle = scheduler.clone();
+    let (tx, rx) = mpsc::channel();
+    scheduler
+        .add_job(
+            move || {
+                let (handle, tx) = (handle.clone(), tx.clone());
+                async move {
+                    let jobs = handle.get_jobs().unwrap();
+                    handle.pause_job("self").unwrap();
+                    tx.send(jobs.len()).unwrap();
+                }
+            },
+            Interval::hours(1),
+        )
+        .id("self")
+        .add()
+        .unwrap();
+    scheduler.start().unwrap();
+    scheduler.run_job_now("self").unwrap();
+    assert_eq!(recv(&rx), 1);
+    assert!(scheduler.get_job("self").unwrap().paused);
+    // The job holds a handle: shut down explicitly to break the cycle.
+    scheduler.shutdown().unwrap();
+}
