@@ -111,6 +111,180 @@ impl Event {
             _ => None,
         }
     }
+
+    /// The event's kind as a one-bit [`EventMask`], to test against a listener's mask.
+    ///
+    /// ```
+    /// use apsched::{Event, EventMask};
+    ///
+    /// let wanted = EventMask::JOB_EXECUTED | EventMask::JOB_ERROR;
+    /// assert!(!wanted.matches(&Event::AllJobsRemoved));
+    /// assert_eq!(Event::SchedulerStarted.mask(), EventMask::SCHEDULER_STARTED);
+    /// ```
+    pub fn mask(&self) -> EventMask {
+        match self {
+            Event::SchedulerStarted => EventMask::SCHEDULER_STARTED,
+            Event::SchedulerPaused => EventMask::SCHEDULER_PAUSED,
+            Event::SchedulerResumed => EventMask::SCHEDULER_RESUMED,
+            Event::SchedulerShutdown => EventMask::SCHEDULER_SHUTDOWN,
+            Event::JobAdded { .. } => EventMask::JOB_ADDED,
+            Event::JobRemoved { .. } => EventMask::JOB_REMOVED,
+            Event::AllJobsRemoved => EventMask::ALL_JOBS_REMOVED,
+            Event::JobModified { .. } => EventMask::JOB_MODIFIED,
+            Event::JobSubmitted { .. } => EventMask::JOB_SUBMITTED,
+            Event::JobExecuted { .. } => EventMask::JOB_EXECUTED,
+            Event::JobError { .. } => EventMask::JOB_ERROR,
+            Event::JobMissed { .. } => EventMask::JOB_MISSED,
+            Event::JobMaxInstances { .. } => EventMask::JOB_MAX_INSTANCES,
+            Event::ClockJumped { .. } => EventMask::CLOCK_JUMPED,
+        }
+    }
+}
+
+/// A set of [`Event`] kinds, as bit flags: APScheduler's `EVENT_*` masks
+/// (`EVENT_JOB_EXECUTED | EVENT_JOB_ERROR`).
+///
+/// Combine kinds with `|`, test an event with [`matches`](EventMask::matches). Listeners of the
+/// sync schedulers take one (`add_listener(EventMask::JOB_ERROR, ..)`); async code can filter an
+/// [`EventStream`] with it.
+///
+/// ```
+/// use apsched::{Event, EventMask};
+///
+/// let finished = EventMask::JOB_EXECUTED | EventMask::JOB_ERROR;
+/// assert!(finished.contains(EventMask::JOB_ERROR));
+/// assert!(!finished.matches(&Event::SchedulerStarted));
+/// assert!(EventMask::ALL.matches(&Event::SchedulerStarted));
+/// assert!(EventMask::NONE.is_empty());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct EventMask(u32);
+
+impl EventMask {
+    /// No event.
+    pub const NONE: EventMask = EventMask(0);
+    /// [`Event::SchedulerStarted`].
+    pub const SCHEDULER_STARTED: EventMask = EventMask(1 << 0);
+    /// [`Event::SchedulerPaused`].
+    pub const SCHEDULER_PAUSED: EventMask = EventMask(1 << 1);
+    /// [`Event::SchedulerResumed`].
+    pub const SCHEDULER_RESUMED: EventMask = EventMask(1 << 2);
+    /// [`Event::SchedulerShutdown`].
+    pub const SCHEDULER_SHUTDOWN: EventMask = EventMask(1 << 3);
+    /// [`Event::JobAdded`].
+    pub const JOB_ADDED: EventMask = EventMask(1 << 4);
+    /// [`Event::JobRemoved`].
+    pub const JOB_REMOVED: EventMask = EventMask(1 << 5);
+    /// [`Event::AllJobsRemoved`].
+    pub const ALL_JOBS_REMOVED: EventMask = EventMask(1 << 6);
+    /// [`Event::JobModified`].
+    pub const JOB_MODIFIED: EventMask = EventMask(1 << 7);
+    /// [`Event::JobSubmitted`].
+    pub const JOB_SUBMITTED: EventMask = EventMask(1 << 8);
+    /// [`Event::JobExecuted`].
+    pub const JOB_EXECUTED: EventMask = EventMask(1 << 9);
+    /// [`Event::JobError`].
+    pub const JOB_ERROR: EventMask = EventMask(1 << 10);
+    /// [`Event::JobMissed`].
+    pub const JOB_MISSED: EventMask = EventMask(1 << 11);
+    /// [`Event::JobMaxInstances`].
+    pub const JOB_MAX_INSTANCES: EventMask = EventMask(1 << 12);
+    /// [`Event::ClockJumped`].
+    pub const CLOCK_JUMPED: EventMask = EventMask(1 << 13);
+    /// Every event kind.
+    pub const ALL: EventMask = EventMask((1 << 14) - 1);
+
+    /// Whether `event` is of a kind in this set.
+    pub fn matches(self, event: &Event) -> bool {
+        self.contains(event.mask())
+    }
+
+    /// Whether every kind in `other` is in this set.
+    pub const fn contains(self, other: EventMask) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether the set has no kind.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kinds in either set (also `|`).
+    pub const fn union(self, other: EventMask) -> EventMask {
+        EventMask(self.0 | other.0)
+    }
+
+    /// The kinds in both sets (also `&`).
+    pub const fn intersection(self, other: EventMask) -> EventMask {
+        EventMask(self.0 & other.0)
+    }
+}
+
+impl std::ops::BitOr for EventMask {
+    type Output = EventMask;
+    fn bitor(self, rhs: EventMask) -> EventMask {
+        self.union(rhs)
+    }
+}
+
+impl std::ops::BitOrAssign for EventMask {
+    fn bitor_assign(&mut self, rhs: EventMask) {
+        *self = self.union(rhs);
+    }
+}
+
+impl std::ops::BitAnd for EventMask {
+    type Output = EventMask;
+    fn bitand(self, rhs: EventMask) -> EventMask {
+        self.intersection(rhs)
+    }
+}
+
+impl std::ops::Not for EventMask {
+    type Output = EventMask;
+    /// Every kind not in the set.
+    fn not(self) -> EventMask {
+        EventMask(!self.0 & EventMask::ALL.0)
+    }
+}
+
+impl std::fmt::Debug for EventMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const NAMES: [&str; 14] = [
+            "SCHEDULER_STARTED",
+            "SCHEDULER_PAUSED",
+            "SCHEDULER_RESUMED",
+            "SCHEDULER_SHUTDOWN",
+            "JOB_ADDED",
+            "JOB_REMOVED",
+            "ALL_JOBS_REMOVED",
+            "JOB_MODIFIED",
+            "JOB_SUBMITTED",
+            "JOB_EXECUTED",
+            "JOB_ERROR",
+            "JOB_MISSED",
+            "JOB_MAX_INSTANCES",
+            "CLOCK_JUMPED",
+        ];
+        if *self == EventMask::ALL {
+            return f.write_str("EventMask(ALL)");
+        }
+        let names: Vec<&str> = NAMES
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| self.0 & (1 << bit) != 0)
+            .map(|(_, name)| *name)
+            .collect();
+        write!(
+            f,
+            "EventMask({})",
+            if names.is_empty() {
+                "NONE".to_string()
+            } else {
+                names.join(" | ")
+            }
+        )
+    }
 }
 
 /// A stream of a scheduler's [`Event`]s from the moment of [`subscribe`](crate::Scheduler::subscribe).
@@ -170,5 +344,37 @@ impl Stream for EventStream {
 impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventStream").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_are_distinct_bits_and_debug_names_them() {
+        let all = [
+            Event::SchedulerStarted,
+            Event::SchedulerPaused,
+            Event::SchedulerResumed,
+            Event::SchedulerShutdown,
+            Event::AllJobsRemoved,
+            Event::ClockJumped {
+                by: TimeDelta::seconds(5),
+            },
+        ];
+        let mut seen = EventMask::NONE;
+        for event in &all {
+            assert_eq!(event.mask().0.count_ones(), 1);
+            assert!((seen & event.mask()).is_empty());
+            seen |= event.mask();
+            assert!(EventMask::ALL.matches(event));
+        }
+        assert!(!(!EventMask::JOB_ERROR).contains(EventMask::JOB_ERROR));
+        assert_eq!(
+            format!("{:?}", EventMask::JOB_EXECUTED | EventMask::JOB_ERROR),
+            "EventMask(JOB_EXECUTED | JOB_ERROR)"
+        );
+        assert_eq!(format!("{:?}", EventMask::ALL), "EventMask(ALL)");
     }
 }

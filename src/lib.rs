@@ -75,12 +75,14 @@ mod event;
 mod job;
 mod scheduler;
 mod serde_util;
+pub mod sync;
 pub mod trigger;
 mod zone;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{Error, Result};
-pub use event::{Event, EventStream};
+pub use event::{Event, EventMask, EventStream};
 pub use job::{marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, Task};
 pub use scheduler::{AddJob, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState};
+pub use sync::{BackgroundScheduler, BlockingScheduler};
 pub use zone::{Zone, ZoneOffset};
