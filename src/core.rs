@@ -461,6 +461,9 @@ impl Core {
             return;
         }
         entry.running += 1;
+        self.shared
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let ctx = JobContext {
             id: entry.id.clone(),
             name: entry.name.clone(),
@@ -504,6 +507,10 @@ impl Core {
     }
 
     fn finished(&mut self, done: std::result::Result<RunDone, tokio::task::JoinError>) {
+        // Every spawned run ends here exactly once, whatever its outcome.
+        self.shared
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         // `execute` catches panics, so a join error means the run was aborted at teardown.
         let Ok(done) = done else {
             return;
