@@ -381,7 +381,7 @@ impl Core {
             .options
             .misfire_grace_time
             .map(|g| TimeDelta::from_std(g).unwrap_or(TimeDelta::MAX));
-        let in_grace = |fire_time: DateTime<Utc>| grace.is_none_or(|g| now - fire_time <= g);
+        let in_grace = |fire_time: DateTime<Utc>| grace.map_or(true, |g| now - fire_time <= g);
         let trigger = &entry.trigger;
 
         // `run`: the fire time to run now; `missed`: the first fire time skipped;
@@ -893,10 +893,7 @@ fn latest_fire_at_or_before(
         _ => return known,
     };
     let mut step = TimeDelta::seconds(1);
-    loop {
-        let Some(probe) = now.checked_sub_signed(step) else {
-            break;
-        };
+    while let Some(probe) = now.checked_sub_signed(step) {
         if probe <= latest {
             break;
         }
