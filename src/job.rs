@@ -284,6 +284,13 @@ impl Task {
     pub fn name(&self) -> &'static str {
         self.name
     }
+
+    /// The same task under another name: a registered task is known by the name it was
+    /// registered under, not by its wrapper closure's.
+    pub(crate) fn named(mut self, name: &'static str) -> Task {
+        self.name = name;
+        self
+    }
 }
 
 impl fmt::Debug for Task {
