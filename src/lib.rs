@@ -1,5 +1,6 @@
 //! apsched
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, unreachable_pub)]
 
 mod clock;
@@ -11,6 +12,9 @@ mod registry;
 mod scheduler;
 mod serde_util;
 pub mod trigger;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod web;
 mod zone;
 
 pub use clock::{Clock, SystemClock, TestClock};

@@ -156,21 +156,26 @@ fn decode<Args: DeserializeOwned>(task: &str, value: serde_json::Value) -> Resul
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let reason = error.into_inner().to_string();
-        // serde reports a missing field at the struct that lacks it; name the field itself.
-        let missing = reason
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.strip_suffix('`'));
-        let field = match (missing, path.as_str()) {
-            (Some(name), ".") => name.to_string(),
-            (Some(name), parent) => format!("{parent}.{name}"),
-            (None, _) => path,
-        };
         Error::InvalidTaskArgs {
             task: task.to_string(),
-            field,
+            field: field_at(&path, &reason),
             reason,
         }
     })
+}
+
+/// The field a serde error is about, from its path (`.` for the root) and message.
+pub(crate) fn field_at(path: &str, reason: &str) -> String {
+    // serde reports a missing field at the struct that lacks it; name the field itself.
+    let missing = reason
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name);
+    match (missing, path) {
+        (Some(name), ".") => name.to_string(),
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, path) => path.to_string(),
+    }
 }
 
 #[cfg(test)]
