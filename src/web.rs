@@ -10,18 +10,21 @@
 //!
 //! # Routes
 //!
+//! Paths are relative to where the router is mounted; mounted at `/scheduler` (as below) they
+//! are Flask-APScheduler's:
+//!
 //! | method and path | does | answers |
 //! |---|---|---|
-//! | `GET /jobs` | lists the jobs, soonest next run first | `200` `[Job, ..]` |
-//! | `GET /jobs/{id}` | one job | `200` `Job` |
-//! | `POST /jobs` | adds a job from a registered task (off unless [`Api::tasks`]) | `201` `Job` |
-//! | `POST /jobs/{id}/pause` | pauses a job | `200` `Job` |
-//! | `POST /jobs/{id}/resume` | resumes a job | `200` `Job`; `204` if its trigger had no fire time left, so it was removed |
-//! | `POST /jobs/{id}/run` | runs a job once now, outside its schedule | `202` |
-//! | `DELETE /jobs/{id}` | removes a job | `204` |
 //! | `GET /scheduler` | the scheduler's status | `200` `Status` |
 //! | `POST /scheduler/pause` | pauses the scheduler | `200` `Status` |
 //! | `POST /scheduler/resume` | resumes the scheduler | `200` `Status` |
+//! | `GET /scheduler/jobs` | lists the jobs, soonest next run first | `200` `[Job, ..]` |
+//! | `POST /scheduler/jobs` | adds a job from a registered task (off unless [`Api::tasks`]) | `201` `Job` |
+//! | `GET /scheduler/jobs/{id}` | one job | `200` `Job` |
+//! | `DELETE /scheduler/jobs/{id}` | removes a job | `204` |
+//! | `POST /scheduler/jobs/{id}/pause` | pauses a job | `200` `Job` |
+//! | `POST /scheduler/jobs/{id}/resume` | resumes a job | `200` `Job`; `204` if its trigger had no fire time left, so it was removed |
+//! | `POST /scheduler/jobs/{id}/run` | runs a job once now, outside its schedule | `202` |
 //!
 //! A `Job` is the [`Job`] snapshot as JSON (durations in seconds, times in RFC 3339 in the
 //! trigger's zone):
@@ -45,7 +48,7 @@
 //! |---|---|
 //! | `400 Bad Request` | `bad_request` (malformed JSON, unknown field), `invalid_trigger`, `invalid_cron_field`, `trigger_never_fires`, `unknown_time_zone`, `invalid_option`, `task_not_found`, `invalid_task_args` |
 //! | `404 Not Found` | `job_not_found` |
-//! | `405 Method Not Allowed` | `adding_disabled` (`POST /jobs` without [`Api::tasks`]) |
+//! | `405 Method Not Allowed` | `adding_disabled` (`POST .../jobs` without [`Api::tasks`]) |
 //! | `409 Conflict` | `conflicting_id` (the id is taken), `invalid_state` (e.g. pausing a scheduler not started) |
 //! | `503 Service Unavailable` | `shutdown` |
 //! | `500 Internal Server Error` | `runtime` |
@@ -55,7 +58,7 @@
 //!
 //! # Adding jobs over HTTP
 //!
-//! Off by default: `POST /jobs` answers `405` until [`Api::tasks`] hands the router a
+//! Off by default: `POST /scheduler/jobs` answers `405` until [`Api::tasks`] hands the router a
 //! [`TaskRegistry`]. Then a request names a registered task and gives its arguments as JSON; it
 //! can choose which registered code runs, never send code:
 //!
@@ -148,6 +151,7 @@ use crate::trigger::Trigger;
 use crate::{Error, Job, Scheduler, SchedulerState, TaskRegistry, Zone};
 
 /// The management routes over `scheduler`, with the defaults: no adding over HTTP, no guard.
+/// Mount it with `app.nest("/scheduler", web::router(scheduler))`.
 ///
 /// The same as `Api::new(scheduler).into_router()`; see [`Api`] for the options and the
 /// [module docs](self) for the routes. The router carries its own state, so it nests into an
@@ -164,7 +168,7 @@ type Guard = Box<dyn FnOnce(Router<Arc<ApiState>>) -> Router<Arc<ApiState>> + Se
 /// The management API's settings; [`into_router`](Api::into_router) makes the axum
 /// [`Router`].
 ///
-/// Default: every route of the [module docs](self) but `POST /jobs`, none guarded.
+/// Default: every route of the [module docs](self) but `POST .../jobs`, none guarded.
 ///
 /// ```
 /// use apsched::{web, Scheduler, TaskRegistry};
@@ -204,7 +208,7 @@ impl Api {
         }
     }
 
-    /// Enables `POST /jobs` for the tasks in `registry`: a request names a registered task
+    /// Enables `POST .../jobs` for the tasks in `registry`: a request names a registered task
     /// and gives its JSON arguments. Default: off (`405`, kind `adding_disabled`).
     pub fn tasks(mut self, registry: TaskRegistry) -> Api {
         self.tasks = Some(registry);
@@ -247,15 +251,15 @@ impl Api {
             .route("/jobs/{id}/pause", post(pause_job))
             .route("/jobs/{id}/resume", post(resume_job))
             .route("/jobs/{id}/run", post(run_job))
-            .route("/scheduler/pause", post(pause_scheduler))
-            .route("/scheduler/resume", post(resume_scheduler));
+            .route("/pause", post(pause_scheduler))
+            .route("/resume", post(resume_scheduler));
         for guard in self.guards {
             mutations = guard(mutations);
         }
         let reads = Router::new()
             .route("/jobs", get(list_jobs))
             .route("/jobs/{id}", get(get_job))
-            .route("/scheduler", get(status));
+            .route("/", get(status));
         // Merged into the mutations (not the other way round) so that a path shared by both
         // keeps the unguarded 405 fallback: a wrong method is not an auth question.
         mutations.merge(reads).with_state(state)
@@ -389,7 +393,7 @@ impl IntoResponse for Error {
     }
 }
 
-/// `GET /scheduler`'s answer.
+/// `GET /scheduler`'s answer (the router's root).
 #[derive(Serialize)]
 struct Status {
     state: SchedulerState,
@@ -409,7 +413,7 @@ impl Status {
     }
 }
 
-/// `POST /jobs`'s body.
+/// `POST /scheduler/jobs`'s body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewJob {

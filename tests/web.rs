@@ -62,6 +62,11 @@ async fn raw(app: &Router, request: Request) -> (StatusCode, Value) {
 
 async fn tick() {}
 
+/// The router where the docs put it.
+fn mounted(api: Router) -> Router {
+    Router::new().nest("/scheduler", api)
+}
+
 /// A started scheduler at `t0()` with one job, `tick`, every minute; and its router.
 async fn app_with_tick() -> (Scheduler, Router) {
     let (scheduler, _clock) = scheduler_at(t0()).await;
@@ -70,7 +75,7 @@ async fn app_with_tick() -> (Scheduler, Router) {
         .id("tick")
         .await
         .unwrap();
-    let app = web::router(scheduler.clone());
+    let app = mounted(web::router(scheduler.clone()));
     (scheduler, app)
 }
 
@@ -101,7 +106,7 @@ fn error(kind: &str, message: &str) -> Value {
 #[tokio::test(start_paused = true)]
 async fn get_job_shows_the_snapshot_as_json() {
     let (_scheduler, app) = app_with_tick().await;
-    let (status, body) = call(&app, Method::GET, "/jobs/tick", None).await;
+    let (status, body) = call(&app, Method::GET, "/scheduler/jobs/tick", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, tick_json());
 }
@@ -120,7 +125,7 @@ async fn get_jobs_lists_soonest_first() {
         .paused()
         .await
         .unwrap();
-    let (status, body) = call(&app, Method::GET, "/jobs", None).await;
+    let (status, body) = call(&app, Method::GET, "/scheduler/jobs", None).await;
     assert_eq!(status, StatusCode::OK);
     let ids: Vec<&str> = body
         .as_array()
@@ -138,11 +143,11 @@ async fn unknown_ids_are_404_on_every_job_route() {
     let (_scheduler, app) = app_with_tick().await;
     let expected = error("job_not_found", "no job with id 'nope'");
     for (method, uri) in [
-        (Method::GET, "/jobs/nope"),
-        (Method::POST, "/jobs/nope/pause"),
-        (Method::POST, "/jobs/nope/resume"),
-        (Method::POST, "/jobs/nope/run"),
-        (Method::DELETE, "/jobs/nope"),
+        (Method::GET, "/scheduler/jobs/nope"),
+        (Method::POST, "/scheduler/jobs/nope/pause"),
+        (Method::POST, "/scheduler/jobs/nope/resume"),
+        (Method::POST, "/scheduler/jobs/nope/run"),
+        (Method::DELETE, "/scheduler/jobs/nope"),
     ] {
         let (status, body) = call(&app, method.clone(), uri, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}");
@@ -155,13 +160,13 @@ async fn unknown_ids_are_404_on_every_job_route() {
 #[tokio::test(start_paused = true)]
 async fn pause_and_resume_a_job() {
     let (_scheduler, app) = app_with_tick().await;
-    let (status, body) = call(&app, Method::POST, "/jobs/tick/pause", None).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs/tick/pause", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["paused"], true);
     assert_eq!(body["next_run_time"], Value::Null);
 
     advance(Duration::from_secs(90)).await;
-    let (status, body) = call(&app, Method::POST, "/jobs/tick/resume", None).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs/tick/resume", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["paused"], false);
     assert_eq!(body["next_run_time"], "2024-01-01T00:02:00Z");
@@ -179,9 +184,9 @@ async fn resuming_a_finished_job_removes_it_with_204() {
         .paused()
         .await
         .unwrap();
-    let app: Router = web::router(scheduler.clone());
+    let app = mounted(web::router(scheduler.clone()));
     advance(Duration::from_secs(60)).await;
-    let (status, body) = call(&app, Method::POST, "/jobs/once/resume", None).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs/once/resume", None).await;
     assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
     assert_eq!(scheduler.job_count(), 0);
 }
@@ -204,23 +209,23 @@ async fn run_submits_a_run_now() {
         .id("hourly")
         .await
         .unwrap();
-    let app: Router = web::router(scheduler.clone());
-    let (status, body) = call(&app, Method::POST, "/jobs/hourly/run", None).await;
+    let app = mounted(web::router(scheduler.clone()));
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs/hourly/run", None).await;
     assert_eq!((status, body), (StatusCode::ACCEPTED, Value::Null));
     advance(Duration::from_millis(1)).await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     // The schedule is unchanged.
-    let (_, job) = call(&app, Method::GET, "/jobs/hourly", None).await;
+    let (_, job) = call(&app, Method::GET, "/scheduler/jobs/hourly", None).await;
     assert_eq!(job["next_run_time"], "2024-01-01T01:00:00Z");
 }
 
 #[tokio::test(start_paused = true)]
 async fn delete_removes_the_job() {
     let (scheduler, app) = app_with_tick().await;
-    let (status, body) = call(&app, Method::DELETE, "/jobs/tick", None).await;
+    let (status, body) = call(&app, Method::DELETE, "/scheduler/jobs/tick", None).await;
     assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
     assert_eq!(scheduler.job_count(), 0);
-    let (status, _) = call(&app, Method::GET, "/jobs/tick", None).await;
+    let (status, _) = call(&app, Method::GET, "/scheduler/jobs/tick", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -276,14 +281,14 @@ async fn calls_that_do_not_fit_the_state_are_409() {
         .id("tick")
         .await
         .unwrap();
-    let app: Router = web::router(scheduler.clone());
+    let app = mounted(web::router(scheduler.clone()));
     let (status, body) = call(&app, Method::POST, "/scheduler/pause", None).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(
         body,
         error("invalid_state", "the scheduler is stopped: cannot pause")
     );
-    let (status, body) = call(&app, Method::POST, "/jobs/tick/run", None).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs/tick/run", None).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["kind"], "invalid_state");
     let (_, body) = call(&app, Method::GET, "/scheduler", None).await;
@@ -296,10 +301,10 @@ async fn after_shutdown_calls_are_503_and_status_still_answers() {
     scheduler.shutdown().await.unwrap();
     let expected = error("shutdown", "the scheduler is shut down");
     for (method, uri) in [
-        (Method::GET, "/jobs"),
-        (Method::GET, "/jobs/tick"),
-        (Method::POST, "/jobs/tick/pause"),
-        (Method::DELETE, "/jobs/tick"),
+        (Method::GET, "/scheduler/jobs"),
+        (Method::GET, "/scheduler/jobs/tick"),
+        (Method::POST, "/scheduler/jobs/tick/pause"),
+        (Method::DELETE, "/scheduler/jobs/tick"),
         (Method::POST, "/scheduler/pause"),
         (Method::POST, "/scheduler/resume"),
     ] {
@@ -334,7 +339,7 @@ async fn app_with_tasks() -> (Scheduler, Router, Arc<Mutex<Vec<String>>>) {
                 .push(format!("{} x{}", args.name, args.times));
         }
     });
-    let app = web::Api::new(scheduler.clone()).tasks(tasks).into_router();
+    let app = mounted(web::Api::new(scheduler.clone()).tasks(tasks).into_router());
     (scheduler, app, seen)
 }
 
@@ -342,7 +347,7 @@ async fn app_with_tasks() -> (Scheduler, Router, Arc<Mutex<Vec<String>>>) {
 async fn adding_is_refused_unless_enabled() {
     let (scheduler, app) = app_with_tick().await;
     let body = json!({ "task": "greet", "trigger": { "type": "interval", "period": 60.0 } });
-    let (status, body) = call(&app, Method::POST, "/jobs", Some(body)).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(body)).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["kind"], "adding_disabled");
     assert!(body["error"]
@@ -363,7 +368,7 @@ async fn adding_a_registered_task_schedules_it_with_its_arguments() {
         "misfire_grace_time": null,
         "max_instances": 3
     });
-    let (status, body) = call(&app, Method::POST, "/jobs", Some(request)).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(request)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
         body,
@@ -395,7 +400,7 @@ async fn adding_a_registered_task_schedules_it_with_its_arguments() {
         "trigger": { "type": "date", "run_date": "2024-01-02T00:00:00Z" },
         "paused": true
     });
-    let (status, body) = call(&app, Method::POST, "/jobs", Some(request)).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(request)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["name"], "once");
     assert_eq!(body["paused"], true);
@@ -451,7 +456,8 @@ async fn adding_refuses_bad_input_with_400() {
         ),
     ];
     for (request, kind, field) in cases {
-        let (status, body) = call(&app, Method::POST, "/jobs", Some(request.clone())).await;
+        let (status, body) =
+            call(&app, Method::POST, "/scheduler/jobs", Some(request.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{request}: {body}");
         assert_eq!(body["kind"], kind, "{request}: {body}");
         assert_eq!(body["field"].as_str(), field, "{request}: {body}");
@@ -459,7 +465,7 @@ async fn adding_refuses_bad_input_with_400() {
     let (_, body) = call(
         &app,
         Method::POST,
-        "/jobs",
+        "/scheduler/jobs",
         Some(json!({ "task": "shout", "trigger": every_minute })),
     )
     .await;
@@ -467,7 +473,7 @@ async fn adding_refuses_bad_input_with_400() {
     let (_, body) = call(
         &app,
         Method::POST,
-        "/jobs",
+        "/scheduler/jobs",
         Some(json!({ "task": "greet", "args": { "name": "Ada", "times": -1 }, "trigger": every_minute })),
     )
     .await;
@@ -477,14 +483,16 @@ async fn adding_refuses_bad_input_with_400() {
     );
 
     // Not JSON at all, and JSON without its content type.
-    let request = Request::post("/jobs")
+    let request = Request::post("/scheduler/jobs")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from("{ not json"))
         .unwrap();
     let (status, body) = raw(&app, request).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["kind"], "bad_request");
-    let request = Request::post("/jobs").body(Body::from("{}")).unwrap();
+    let request = Request::post("/scheduler/jobs")
+        .body(Body::from("{}"))
+        .unwrap();
     let (status, body) = raw(&app, request).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(body["kind"], "bad_request");
@@ -501,9 +509,9 @@ async fn adding_a_taken_id_is_409_unless_replacing() {
         "args": { "name": "Ada", "times": 1 },
         "trigger": { "type": "interval", "period": 60.0 }
     });
-    let (status, _) = call(&app, Method::POST, "/jobs", Some(request.clone())).await;
+    let (status, _) = call(&app, Method::POST, "/scheduler/jobs", Some(request.clone())).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = call(&app, Method::POST, "/jobs", Some(request.clone())).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(request.clone())).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(
         body,
@@ -516,7 +524,7 @@ async fn adding_a_taken_id_is_409_unless_replacing() {
     let mut replacing = request;
     replacing["replace_existing"] = json!(true);
     replacing["trigger"]["period"] = json!(120.0);
-    let (status, body) = call(&app, Method::POST, "/jobs", Some(replacing)).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(replacing)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["trigger"]["period"], 120.0);
 }
@@ -544,24 +552,26 @@ async fn the_guard_protects_mutations_and_leaves_reads_open() {
         .await
         .unwrap();
     let token: Arc<str> = Arc::from("s3cret");
-    let app: Router = web::Api::new(scheduler.clone())
-        .tasks(TaskRegistry::new().register("noop", |(): ()| async {}))
-        .guard_mutations(middleware::from_fn_with_state(token, require_token))
-        .into_router();
+    let app = mounted(
+        web::Api::new(scheduler.clone())
+            .tasks(TaskRegistry::new().register("noop", |(): ()| async {}))
+            .guard_mutations(middleware::from_fn_with_state(token, require_token))
+            .into_router(),
+    );
 
-    for uri in ["/jobs", "/jobs/tick", "/scheduler"] {
+    for uri in ["/scheduler/jobs", "/scheduler/jobs/tick", "/scheduler"] {
         let (status, _) = send(&app, Method::GET, uri, None, None).await;
         assert_eq!(status, StatusCode::OK, "GET {uri}");
     }
     let add = json!({ "task": "noop", "trigger": { "type": "interval", "period": 5.0 } });
     let mutations = [
-        (Method::POST, "/jobs", Some(add)),
-        (Method::POST, "/jobs/tick/pause", None),
-        (Method::POST, "/jobs/tick/resume", None),
-        (Method::POST, "/jobs/tick/run", None),
+        (Method::POST, "/scheduler/jobs", Some(add)),
+        (Method::POST, "/scheduler/jobs/tick/pause", None),
+        (Method::POST, "/scheduler/jobs/tick/resume", None),
+        (Method::POST, "/scheduler/jobs/tick/run", None),
         (Method::POST, "/scheduler/pause", None),
         (Method::POST, "/scheduler/resume", None),
-        (Method::DELETE, "/jobs/tick", None),
+        (Method::DELETE, "/scheduler/jobs/tick", None),
     ];
     for (method, uri, body) in &mutations {
         for token in [None, Some("wrong")] {
@@ -575,7 +585,7 @@ async fn the_guard_protects_mutations_and_leaves_reads_open() {
         assert!(status.is_success(), "{method} {uri}: {status}");
     }
     // A wrong method is a routing answer, not an auth one.
-    let (status, _) = send(&app, Method::PUT, "/jobs/tick", None, None).await;
+    let (status, _) = send(&app, Method::PUT, "/scheduler/jobs/tick", None, None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -628,4 +638,19 @@ fn triggers_are_tagged_json() {
     assert_eq!(serde_json::from_value::<Trigger>(as_json).unwrap(), date);
     let unknown = serde_json::from_value::<Trigger>(json!({ "type": "hourly" })).unwrap_err();
     assert!(unknown.to_string().contains("unknown variant `hourly`"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn serves_at_the_root_too() {
+    let (scheduler, _app) = app_with_tick().await;
+    let app: Router = web::router(scheduler);
+    let (status, body) = call(&app, Method::GET, "/", None).await;
+    assert_eq!(
+        (status, &body["state"]),
+        (StatusCode::OK, &json!("running"))
+    );
+    let (status, body) = call(&app, Method::GET, "/jobs/tick", None).await;
+    assert_eq!((status, body), (StatusCode::OK, tick_json()));
+    let (status, _) = call(&app, Method::POST, "/pause", None).await;
+    assert_eq!(status, StatusCode::OK);
 }
