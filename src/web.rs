@@ -24,7 +24,7 @@
 //! | `DELETE /scheduler/jobs/{id}` | removes a job | `204` |
 //! | `POST /scheduler/jobs/{id}/pause` | pauses a job | `200` `Job` |
 //! | `POST /scheduler/jobs/{id}/resume` | resumes a job | `200` `Job`; `204` if its trigger had no fire time left, so it was removed |
-//! | `POST /scheduler/jobs/{id}/run` | runs a job once now, outside its schedule | `202` |
+//! | `POST /scheduler/jobs/{id}/run` | submits one run now, outside its schedule (counted against `max_instances`) | `202` |
 //!
 //! A `Job` is the [`Job`] snapshot as JSON (durations in seconds, times in RFC 3339 in the
 //! trigger's zone):
@@ -72,7 +72,7 @@
 //! Only `task` and `trigger` are required; `args` defaults to `null` (a task taking `()`),
 //! `name` to the task's name, `id` to a random one, the options to the scheduler's job
 //! defaults (`"misfire_grace_time": null` means however late). The trigger is the
-//! [`Trigger`](crate::trigger::Trigger) JSON, tagged by `type`: `{"type": "interval",
+//! [`Trigger`] JSON, tagged by `type`: `{"type": "interval",
 //! "period": 60.0}`, `{"type": "date", "run_date": "2030-01-01T00:00:00Z"}`, ...
 //!
 //! # Guarding the routes that change things
