@@ -451,7 +451,7 @@ impl Core {
             .options
             .misfire_grace_time
             .map(|g| TimeDelta::from_std(g).unwrap_or(TimeDelta::MAX));
-        let in_grace = |fire_time: DateTime<Utc>| grace.is_none_or(|g| now - fire_time <= g);
+        let in_grace = |fire_time: DateTime<Utc>| grace.map_or(true, |g| now - fire_time <= g);
         let trigger = &entry.trigger;
 
         // `run`: the fire time to run now; `missed`: the first fire time skipped; `next`: the
@@ -528,6 +528,9 @@ impl Core {
             return;
         }
         entry.running += 1;
+        self.shared
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let ctx = JobContext {
             id: entry.id.clone(),
             name: match &entry.name {
@@ -574,6 +577,10 @@ impl Core {
     }
 
     fn finished(&mut self, done: std::result::Result<RunDone, tokio::task::JoinError>) {
+        // Every spawned run ends here exactly once, whatever its outcome.
+        self.shared
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         // `execute` catches panics, so a join error means the run was aborted at teardown.
         let Ok(done) = done else {
             return;

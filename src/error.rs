@@ -65,6 +65,17 @@ pub enum Error {
     /// No task is registered under this name.
     #[error("no task registered under the name '{0}'")]
     TaskNotFound(String),
+    /// A registered task's JSON arguments do not fit its argument type.
+    #[error("invalid arguments for task '{task}': at '{field}': {reason}")]
+    InvalidTaskArgs {
+        /// The task's registered name.
+        task: String,
+        /// Where in the arguments the fault is, e.g. `retries` or `to[1]`; `.` for the whole
+        /// value.
+        field: String,
+        /// Why they were refused, e.g. `invalid type: string "x", expected u32`.
+        reason: String,
+    },
     /// The scheduler was shut down (or its core stopped because every handle was dropped).
     #[error("the scheduler is shut down")]
     Shutdown,

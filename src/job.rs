@@ -294,6 +294,32 @@ impl Task {
     pub fn name(&self) -> &'static str {
         self.body.name()
     }
+
+    /// The same task under another name: a registered task is known by the name it was
+    /// registered under, not by its wrapper closure's.
+    pub(crate) fn named(self, name: &'static str) -> Task {
+        Task {
+            body: Box::new(Renamed {
+                body: self.body,
+                name,
+            }),
+        }
+    }
+}
+
+/// A task body under another name.
+struct Renamed {
+    body: Box<dyn TaskBody>,
+    name: &'static str,
+}
+
+impl TaskBody for Renamed {
+    fn run(&self, ctx: JobContext) -> Run {
+        self.body.run(ctx)
+    }
+    fn name(&self) -> &'static str {
+        self.name
+    }
 }
 
 impl fmt::Debug for Task {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -108,6 +108,9 @@ pub(crate) struct Shared {
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) index: Mutex<Index>,
     state: AtomicU8,
+    /// Job runs under way, kept by the core, so a status page can read it without a round
+    /// trip.
+    pub(crate) running: AtomicUsize,
     pub(crate) timezone: Zone,
     pub(crate) job_defaults: JobOptions,
 }
@@ -225,6 +228,7 @@ impl SchedulerBuilder {
             events,
             index: Mutex::new(Index::default()),
             state: AtomicU8::new(SchedulerState::Stopped as u8),
+            running: AtomicUsize::new(0),
             timezone: self.timezone.unwrap_or_else(Zone::local),
             job_defaults: self.job_defaults,
         });
@@ -304,6 +308,21 @@ impl Scheduler {
     /// The scheduler's state.
     pub fn state(&self) -> SchedulerState {
         SchedulerState::from_u8(self.shared.state.load(Ordering::Acquire))
+    }
+
+    /// How many jobs the scheduler holds, paused ones included.
+    ///
+    /// Read from the handle's id index, without a round trip to the core: cheap enough for a
+    /// status page polled often.
+    pub fn job_count(&self) -> usize {
+        self.shared.index().ids.len()
+    }
+
+    /// How many job runs are under way now, across all jobs (async and blocking).
+    ///
+    /// A counter the core keeps as runs start and end, read without a round trip.
+    pub fn running_jobs(&self) -> usize {
+        self.shared.running.load(Ordering::Acquire)
     }
 
     /// The zone used for triggers that name none.

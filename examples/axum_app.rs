@@ -1,0 +1,218 @@
+//! An axum service with a background job and the job-management API.
+//!
+//! - a cleanup job runs every minute in the background;
+//! - the management API is mounted at `/scheduler` (`GET /scheduler/jobs`, ...), its mutating
+//!   routes guarded by a bearer token (reads stay open);
+//! - the scheduler handle sits in the app state, for the app's own handlers (`GET /`);
+//! - Ctrl-C (or the end of `--seconds N`) stops the server, then the scheduler, which waits for
+//!   the runs under way.
+//!
+//! ```text
+//! cargo run --example axum_app --features axum                  # until Ctrl-C, on port 3000
+//! cargo run --example axum_app --features axum -- --seconds 3 --port 0
+//! ```
+//!
+//! With `--seconds`, the example also calls its own API once up, to show the guard at work.
+//! The token is `APSCHED_TOKEN` from the environment, or `change-me`:
+//!
+//! ```text
+//! curl localhost:3000/scheduler/jobs
+//! curl -X POST -H 'Authorization: Bearer change-me' localhost:3000/scheduler/jobs/cleanup/run
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apsched::trigger::Interval;
+use apsched::{web, Scheduler};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone)]
+struct AppState {
+    scheduler: Scheduler,
+}
+
+/// The background job: pretends to drop stale sessions.
+async fn cleanup() {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed) + 1;
+    println!(
+        "[job] cleanup run #{run}: removed {} stale sessions",
+        run * 3
+    );
+}
+
+/// The app's own handler, using the scheduler from the state.
+async fn index(State(state): State<AppState>) -> Result<Json<serde_json::Value>, apsched::Error> {
+    let jobs = state.scheduler.get_jobs().await?;
+    Ok(Json(serde_json::json!({
+        "service": "axum_app",
+        "jobs": jobs.iter().map(|job| job.to_string()).collect::<Vec<_>>(),
+    })))
+}
+
+/// Lets a request through only with `Authorization: Bearer <token>`.
+async fn require_token(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
+    let expected = format!("Bearer {token}");
+    match request.headers().get(header::AUTHORIZATION) {
+        Some(given) if given.as_bytes() == expected.as_bytes() => next.run(request).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({ "error": "a valid bearer token is required", "kind": "unauthorized" })),
+        )
+            .into_response(),
+    }
+}
+
+struct Args {
+    seconds: Option<u64>,
+    port: u16,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        seconds: None,
+        port: 3000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let value = it.next();
+        match (arg.as_str(), value.as_deref().map(str::parse::<u64>)) {
+            ("--seconds", Some(Ok(n))) => args.seconds = Some(n),
+            ("--port", Some(Ok(n))) if n <= u64::from(u16::MAX) => args.port = n as u16,
+            _ => {
+                eprintln!("usage: axum_app [--seconds N] [--port P]");
+                std::process::exit(2);
+            }
+        }
+    }
+    args
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args();
+    let token: Arc<str> = std::env::var("APSCHED_TOKEN")
+        .unwrap_or_else(|_| "change-me".into())
+        .into();
+
+    let scheduler = Scheduler::new();
+    scheduler.start().await?;
+    let job = scheduler
+        .add_job(cleanup, Interval::minutes(1))
+        .id("cleanup")
+        .await?;
+    println!("[scheduler] started; {job}");
+
+    let api = web::Api::new(scheduler.clone())
+        .guard_mutations(middleware::from_fn_with_state(
+            Arc::clone(&token),
+            require_token,
+        ))
+        .into_router();
+    let app = Router::new()
+        .route("/", get(index))
+        .nest("/scheduler", api)
+        .with_state(AppState {
+            scheduler: scheduler.clone(),
+        });
+
+    let listener = TcpListener::bind(("127.0.0.1", args.port)).await?;
+    let addr = listener.local_addr()?;
+    println!("[http] listening on http://{addr} (API at /scheduler, token from APSCHED_TOKEN)");
+
+    if args.seconds.is_some() {
+        tokio::spawn(demo(addr, Arc::clone(&token)));
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop_signal(args.seconds))
+        .await?;
+    println!("[http] server stopped; shutting the scheduler down");
+    scheduler.shutdown().await?;
+    println!("[scheduler] shut down");
+    Ok(())
+}
+
+/// Ctrl-C, or the end of `--seconds`.
+async fn stop_signal(seconds: Option<u64>) {
+    let deadline = async {
+        match seconds {
+            Some(n) => tokio::time::sleep(Duration::from_secs(n)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => println!("[signal] Ctrl-C"),
+        () = deadline => println!("[signal] --seconds elapsed"),
+    }
+}
+
+/// Calls the API as a client would, to show reads open and mutations guarded.
+async fn demo(addr: SocketAddr, token: Arc<str>) {
+    let bearer = format!("Bearer {token}");
+    let calls = [
+        ("GET", "/scheduler/jobs", None, ""),
+        ("POST", "/scheduler/jobs/cleanup/run", None, " (no token)"),
+        (
+            "POST",
+            "/scheduler/jobs/cleanup/run",
+            Some("Bearer wrong"),
+            " (wrong token)",
+        ),
+        (
+            "POST",
+            "/scheduler/jobs/cleanup/run",
+            Some(bearer.as_str()),
+            " (token)",
+        ),
+        ("GET", "/scheduler", None, ""),
+        ("GET", "/", None, ""),
+    ];
+    for (method, path, auth, note) in calls {
+        match http(addr, method, path, auth).await {
+            Ok((status, body)) => println!("[client] {method} {path}{note} -> {status} {body}"),
+            Err(error) => println!("[client] {method} {path} failed: {error}"),
+        }
+        // Lets the submitted run print before the next call does.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A minimal HTTP/1.1 request over TCP, so the example needs no HTTP client crate.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+) -> std::io::Result<(String, String)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let auth = authorization
+        .map(|value| format!("Authorization: {value}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response.lines().next().unwrap_or_default();
+    let status = status
+        .split_once(' ')
+        .map_or(status, |(_, s)| s)
+        .to_string();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
+}

@@ -1,0 +1,656 @@
+//! The management router, driven in-process with `tower::ServiceExt::oneshot`.
+#![cfg(feature = "axum")]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apsched::trigger::{Date, Interval, Trigger};
+use apsched::{web, Scheduler, TaskRegistry, TestClock, Zone};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use common::*;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+/// Sends one request; answers the status and the JSON body (`Null` when empty).
+async fn call(app: &Router, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    send(app, method, uri, body, None).await
+}
+
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    raw(app, request).await
+}
+
+async fn raw(app: &Router, request: Request) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+    };
+    (status, body)
+}
+
+async fn tick() {}
+
+/// The router where the docs put it.
+fn mounted(api: Router) -> Router {
+    Router::new().nest("/scheduler", api)
+}
+
+/// A started scheduler at `t0()` with one job, `tick`, every minute; and its router.
+async fn app_with_tick() -> (Scheduler, Router) {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    scheduler
+        .add_job(tick, Interval::minutes(1))
+        .id("tick")
+        .await
+        .unwrap();
+    let app = mounted(web::router(scheduler.clone()));
+    (scheduler, app)
+}
+
+fn tick_json() -> Value {
+    json!({
+        "id": "tick",
+        "name": "tick",
+        "trigger": {
+            "type": "interval",
+            "period": 60.0,
+            "start": "2024-01-01T00:01:00Z",
+            "timezone": "UTC"
+        },
+        "next_run_time": "2024-01-01T00:01:00Z",
+        "misfire_grace_time": 1.0,
+        "coalesce": true,
+        "max_instances": 1,
+        "paused": false
+    })
+}
+
+fn error(kind: &str, message: &str) -> Value {
+    json!({ "error": message, "kind": kind })
+}
+
+// ---- reads ----
+
+#[tokio::test(start_paused = true)]
+async fn get_job_shows_the_snapshot_as_json() {
+    let (_scheduler, app) = app_with_tick().await;
+    let (status, body) = call(&app, Method::GET, "/scheduler/jobs/tick", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, tick_json());
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_jobs_lists_soonest_first() {
+    let (scheduler, app) = app_with_tick().await;
+    scheduler
+        .add_job(tick, Interval::seconds(30))
+        .id("sooner")
+        .await
+        .unwrap();
+    scheduler
+        .add_job(tick, Interval::seconds(1))
+        .id("held")
+        .paused()
+        .await
+        .unwrap();
+    let (status, body) = call(&app, Method::GET, "/scheduler/jobs", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["sooner", "tick", "held"]);
+    assert_eq!(body[1], tick_json());
+    assert_eq!(body[2]["next_run_time"], Value::Null);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_ids_are_404_on_every_job_route() {
+    let (_scheduler, app) = app_with_tick().await;
+    let expected = error("job_not_found", "no job with id 'nope'");
+    for (method, uri) in [
+        (Method::GET, "/scheduler/jobs/nope"),
+        (Method::POST, "/scheduler/jobs/nope/pause"),
+        (Method::POST, "/scheduler/jobs/nope/resume"),
+        (Method::POST, "/scheduler/jobs/nope/run"),
+        (Method::DELETE, "/scheduler/jobs/nope"),
+    ] {
+        let (status, body) = call(&app, method.clone(), uri, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}");
+        assert_eq!(body, expected, "{method} {uri}");
+    }
+}
+
+// ---- job changes ----
+
+#[tokio::test(start_paused = true)]
+async fn pause_and_resume_a_job() {
+    let (_scheduler, app) = app_with_tick().await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs/tick/pause", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["paused"], true);
+    assert_eq!(body["next_run_time"], Value::Null);
+
+    advance(Duration::from_secs(90)).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs/tick/resume", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["paused"], false);
+    assert_eq!(body["next_run_time"], "2024-01-01T00:02:00Z");
+}
+
+#[tokio::test(start_paused = true)]
+async fn resuming_a_finished_job_removes_it_with_204() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    scheduler
+        .add_job(
+            tick,
+            Interval::seconds(10).end(t0() + chrono::TimeDelta::seconds(30)),
+        )
+        .id("once")
+        .paused()
+        .await
+        .unwrap();
+    let app = mounted(web::router(scheduler.clone()));
+    advance(Duration::from_secs(60)).await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs/once/resume", None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    assert_eq!(scheduler.job_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_submits_a_run_now() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&runs);
+    scheduler
+        .add_job(
+            move || {
+                let r = Arc::clone(&r);
+                async move {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+            Interval::hours(1),
+        )
+        .id("hourly")
+        .await
+        .unwrap();
+    let app = mounted(web::router(scheduler.clone()));
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs/hourly/run", None).await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, Value::Null));
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // The schedule is unchanged.
+    let (_, job) = call(&app, Method::GET, "/scheduler/jobs/hourly", None).await;
+    assert_eq!(job["next_run_time"], "2024-01-01T01:00:00Z");
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_removes_the_job() {
+    let (scheduler, app) = app_with_tick().await;
+    let (status, body) = call(&app, Method::DELETE, "/scheduler/jobs/tick", None).await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    assert_eq!(scheduler.job_count(), 0);
+    let (status, _) = call(&app, Method::GET, "/scheduler/jobs/tick", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+// ---- the scheduler ----
+
+#[tokio::test(start_paused = true)]
+async fn status_counts_jobs_and_running_runs() {
+    let (scheduler, app) = app_with_tick().await;
+    let release = Arc::new(Notify::new());
+    let r = Arc::clone(&release);
+    scheduler
+        .add_job(
+            move || {
+                let r = Arc::clone(&r);
+                async move { r.notified().await }
+            },
+            Interval::seconds(10),
+        )
+        .id("slow")
+        .await
+        .unwrap();
+    let (status, body) = call(&app, Method::GET, "/scheduler", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({ "state": "running", "timezone": "UTC", "job_count": 2, "running_count": 0 })
+    );
+    advance(Duration::from_secs(11)).await;
+    let (_, body) = call(&app, Method::GET, "/scheduler", None).await;
+    assert_eq!(body["running_count"], 1);
+    release.notify_one();
+}
+
+#[tokio::test(start_paused = true)]
+async fn pause_and_resume_the_scheduler() {
+    let (_scheduler, app) = app_with_tick().await;
+    let (status, body) = call(&app, Method::POST, "/scheduler/pause", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["state"], "paused");
+    let (status, body) = call(&app, Method::POST, "/scheduler/resume", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["state"], "running");
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_that_do_not_fit_the_state_are_409() {
+    let scheduler = Scheduler::builder()
+        .clock(TestClock::new(t0()))
+        .timezone(Zone::UTC)
+        .build();
+    scheduler
+        .add_job(tick, Interval::minutes(1))
+        .id("tick")
+        .await
+        .unwrap();
+    let app = mounted(web::router(scheduler.clone()));
+    let (status, body) = call(&app, Method::POST, "/scheduler/pause", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body,
+        error("invalid_state", "the scheduler is stopped: cannot pause")
+    );
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs/tick/run", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["kind"], "invalid_state");
+    let (_, body) = call(&app, Method::GET, "/scheduler", None).await;
+    assert_eq!(body["state"], "stopped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_shutdown_calls_are_503_and_status_still_answers() {
+    let (scheduler, app) = app_with_tick().await;
+    scheduler.shutdown().await.unwrap();
+    let expected = error("shutdown", "the scheduler is shut down");
+    for (method, uri) in [
+        (Method::GET, "/scheduler/jobs"),
+        (Method::GET, "/scheduler/jobs/tick"),
+        (Method::POST, "/scheduler/jobs/tick/pause"),
+        (Method::DELETE, "/scheduler/jobs/tick"),
+        (Method::POST, "/scheduler/pause"),
+        (Method::POST, "/scheduler/resume"),
+    ] {
+        let (status, body) = call(&app, method.clone(), uri, None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {uri}");
+        assert_eq!(body, expected, "{method} {uri}");
+    }
+    let (status, body) = call(&app, Method::GET, "/scheduler", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["state"], "shut_down");
+    assert_eq!(body["job_count"], 0);
+}
+
+// ---- adding over HTTP ----
+
+#[derive(Clone, serde::Deserialize)]
+struct Greet {
+    name: String,
+    times: u32,
+}
+
+/// A router that may add `greet` jobs; each run records its arguments.
+async fn app_with_tasks() -> (Scheduler, Router, Arc<Mutex<Vec<String>>>) {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let tasks = TaskRegistry::new().register("greet", move |args: Greet| {
+        let s = Arc::clone(&s);
+        async move {
+            s.lock()
+                .unwrap()
+                .push(format!("{} x{}", args.name, args.times));
+        }
+    });
+    let app = mounted(web::Api::new(scheduler.clone()).tasks(tasks).into_router());
+    (scheduler, app, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn adding_is_refused_unless_enabled() {
+    let (scheduler, app) = app_with_tick().await;
+    let body = json!({ "task": "greet", "trigger": { "type": "interval", "period": 60.0 } });
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(body)).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["kind"], "adding_disabled");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("not enabled on this router"));
+    assert_eq!(scheduler.job_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn adding_a_registered_task_schedules_it_with_its_arguments() {
+    let (scheduler, app, seen) = app_with_tasks().await;
+    let request = json!({
+        "id": "hello",
+        "task": "greet",
+        "args": { "name": "Ada", "times": 2 },
+        "trigger": { "type": "interval", "period": 30.0 },
+        "misfire_grace_time": null,
+        "max_instances": 3
+    });
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(request)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        body,
+        json!({
+            "id": "hello",
+            "name": "greet",
+            "trigger": {
+                "type": "interval",
+                "period": 30.0,
+                "start": "2024-01-01T00:00:30Z",
+                "timezone": "UTC"
+            },
+            "next_run_time": "2024-01-01T00:00:30Z",
+            "misfire_grace_time": null,
+            "coalesce": true,
+            "max_instances": 3,
+            "paused": false
+        })
+    );
+    advance(Duration::from_secs(61)).await;
+    assert_eq!(*seen.lock().unwrap(), ["Ada x2", "Ada x2"]);
+    assert_eq!(scheduler.get_job("hello").await.unwrap().name, "greet");
+
+    // A second add with a random id, a name, paused, at a date.
+    let request = json!({
+        "name": "once",
+        "task": "greet",
+        "args": { "name": "Bob", "times": 1 },
+        "trigger": { "type": "date", "run_date": "2024-01-02T00:00:00Z" },
+        "paused": true
+    });
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(request)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["name"], "once");
+    assert_eq!(body["paused"], true);
+    assert_eq!(body["id"].as_str().unwrap().len(), 32);
+}
+
+#[tokio::test(start_paused = true)]
+async fn adding_refuses_bad_input_with_400() {
+    let (scheduler, app, _seen) = app_with_tasks().await;
+    let every_minute = json!({ "type": "interval", "period": 60.0 });
+
+    let cases = [
+        (
+            json!({ "task": "shout", "trigger": every_minute }),
+            "task_not_found",
+            Some("task"),
+        ),
+        (
+            json!({ "task": "greet", "args": { "name": "Ada", "times": "twice" }, "trigger": every_minute }),
+            "invalid_task_args",
+            Some("times"),
+        ),
+        (
+            json!({ "task": "greet", "args": { "times": 1 }, "trigger": every_minute }),
+            "invalid_task_args",
+            Some("name"),
+        ),
+        (
+            json!({ "task": "greet", "args": { "name": "Ada", "times": 1 }, "trigger": { "type": "interval", "period": 0.0 } }),
+            "invalid_trigger",
+            Some("interval"),
+        ),
+        (
+            json!({ "task": "greet", "args": { "name": "Ada", "times": 1 }, "trigger": every_minute, "max_instances": 0 }),
+            "invalid_option",
+            Some("max_instances"),
+        ),
+        (
+            json!({ "task": "greet", "trigger": { "type": "hourly" } }),
+            "bad_request",
+            Some("trigger.type"),
+        ),
+        (
+            json!({ "task": "greet", "trigger": { "type": "interval" } }),
+            "bad_request",
+            Some("trigger.period"),
+        ),
+        (json!({ "task": "greet" }), "bad_request", Some("trigger")),
+        (
+            json!({ "task": "greet", "trigger": every_minute, "colaesce": false }),
+            "bad_request",
+            Some("colaesce"),
+        ),
+    ];
+    for (request, kind, field) in cases {
+        let (status, body) =
+            call(&app, Method::POST, "/scheduler/jobs", Some(request.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{request}: {body}");
+        assert_eq!(body["kind"], kind, "{request}: {body}");
+        assert_eq!(body["field"].as_str(), field, "{request}: {body}");
+    }
+    let (_, body) = call(
+        &app,
+        Method::POST,
+        "/scheduler/jobs",
+        Some(json!({ "task": "shout", "trigger": every_minute })),
+    )
+    .await;
+    assert_eq!(body["error"], "no task registered under the name 'shout'");
+    let (_, body) = call(
+        &app,
+        Method::POST,
+        "/scheduler/jobs",
+        Some(json!({ "task": "greet", "args": { "name": "Ada", "times": -1 }, "trigger": every_minute })),
+    )
+    .await;
+    assert_eq!(
+        body["error"],
+        "invalid arguments for task 'greet': at 'times': invalid value: integer `-1`, expected u32"
+    );
+
+    // Not JSON at all, and JSON without its content type.
+    let request = Request::post("/scheduler/jobs")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{ not json"))
+        .unwrap();
+    let (status, body) = raw(&app, request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["kind"], "bad_request");
+    let request = Request::post("/scheduler/jobs")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (status, body) = raw(&app, request).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(body["kind"], "bad_request");
+
+    assert_eq!(scheduler.job_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn adding_a_taken_id_is_409_unless_replacing() {
+    let (_scheduler, app, _seen) = app_with_tasks().await;
+    let request = json!({
+        "id": "dup",
+        "task": "greet",
+        "args": { "name": "Ada", "times": 1 },
+        "trigger": { "type": "interval", "period": 60.0 }
+    });
+    let (status, _) = call(&app, Method::POST, "/scheduler/jobs", Some(request.clone())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(request.clone())).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body,
+        json!({
+            "error": "a job with id 'dup' exists already (use replace_existing to replace it)",
+            "kind": "conflicting_id",
+            "field": "id"
+        })
+    );
+    let mut replacing = request;
+    replacing["replace_existing"] = json!(true);
+    replacing["trigger"]["period"] = json!(120.0);
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(replacing)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["trigger"]["period"], 120.0);
+}
+
+// ---- the bearer-token guard, as in the module docs ----
+
+async fn require_token(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
+    let expected = format!("Bearer {token}");
+    match request.headers().get(header::AUTHORIZATION) {
+        Some(given) if given.as_bytes() == expected.as_bytes() => next.run(request).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+        )
+            .into_response(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_guard_protects_mutations_and_leaves_reads_open() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    scheduler
+        .add_job(tick, Interval::minutes(1))
+        .id("tick")
+        .await
+        .unwrap();
+    let token: Arc<str> = Arc::from("s3cret");
+    let app = mounted(
+        web::Api::new(scheduler.clone())
+            .tasks(TaskRegistry::new().register("noop", |(): ()| async {}))
+            .guard_mutations(middleware::from_fn_with_state(token, require_token))
+            .into_router(),
+    );
+
+    for uri in ["/scheduler/jobs", "/scheduler/jobs/tick", "/scheduler"] {
+        let (status, _) = send(&app, Method::GET, uri, None, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {uri}");
+    }
+    let add = json!({ "task": "noop", "trigger": { "type": "interval", "period": 5.0 } });
+    let mutations = [
+        (Method::POST, "/scheduler/jobs", Some(add)),
+        (Method::POST, "/scheduler/jobs/tick/pause", None),
+        (Method::POST, "/scheduler/jobs/tick/resume", None),
+        (Method::POST, "/scheduler/jobs/tick/run", None),
+        (Method::POST, "/scheduler/pause", None),
+        (Method::POST, "/scheduler/resume", None),
+        (Method::DELETE, "/scheduler/jobs/tick", None),
+    ];
+    for (method, uri, body) in &mutations {
+        for token in [None, Some("wrong")] {
+            let (status, _) = send(&app, method.clone(), uri, body.clone(), token).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} {token:?}");
+        }
+    }
+    assert_eq!(scheduler.job_count(), 1);
+    for (method, uri, body) in mutations {
+        let (status, _) = send(&app, method.clone(), uri, body, Some("s3cret")).await;
+        assert!(status.is_success(), "{method} {uri}: {status}");
+    }
+    // A wrong method is a routing answer, not an auth one.
+    let (status, _) = send(&app, Method::PUT, "/scheduler/jobs/tick", None, None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+// ---- mounting ----
+
+#[derive(Clone)]
+struct AppState {
+    scheduler: Scheduler,
+}
+
+async fn count_jobs(State(state): State<AppState>) -> Result<String, apsched::Error> {
+    Ok(state.scheduler.get_jobs().await?.len().to_string())
+}
+
+#[tokio::test(start_paused = true)]
+async fn nests_into_an_app_with_its_own_state() {
+    let (scheduler, app) = app_with_tick().await;
+    drop(app);
+    let app: Router = Router::new()
+        .route("/count", axum::routing::get(count_jobs))
+        .nest("/scheduler", web::router(scheduler.clone()))
+        .with_state(AppState {
+            scheduler: scheduler.clone(),
+        });
+    let (status, body) = call(&app, Method::GET, "/scheduler/jobs/tick", None).await;
+    assert_eq!((status, body), (StatusCode::OK, tick_json()));
+    let (status, body) = call(&app, Method::GET, "/count", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!(1)));
+    // apsched::Error is a response too, for the app's own handlers.
+    scheduler.shutdown().await.unwrap();
+    let (status, body) = call(&app, Method::GET, "/count", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, error("shutdown", "the scheduler is shut down"));
+}
+
+// ---- the trigger JSON the API takes ----
+
+#[test]
+fn triggers_are_tagged_json() {
+    let interval: Trigger = serde_json::from_value(json!({ "type": "interval", "period": 60.0 }))
+        .expect("a bare interval");
+    assert_eq!(interval, Trigger::from(Interval::minutes(1)));
+    assert_eq!(
+        serde_json::to_value(&interval).unwrap(),
+        json!({ "type": "interval", "period": 60.0 })
+    );
+    let date = Trigger::from(Date::at(t0()));
+    let as_json = json!({ "type": "date", "run_date": "2024-01-01T00:00:00Z" });
+    assert_eq!(serde_json::to_value(&date).unwrap(), as_json);
+    assert_eq!(serde_json::from_value::<Trigger>(as_json).unwrap(), date);
+    let unknown = serde_json::from_value::<Trigger>(json!({ "type": "hourly" })).unwrap_err();
+    assert!(unknown.to_string().contains("unknown variant `hourly`"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn serves_at_the_root_too() {
+    let (scheduler, _app) = app_with_tick().await;
+    let app: Router = web::router(scheduler);
+    let (status, body) = call(&app, Method::GET, "/", None).await;
+    assert_eq!(
+        (status, &body["state"]),
+        (StatusCode::OK, &json!("running"))
+    );
+    let (status, body) = call(&app, Method::GET, "/jobs/tick", None).await;
+    assert_eq!((status, body), (StatusCode::OK, tick_json()));
+    let (status, _) = call(&app, Method::POST, "/pause", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
