@@ -451,7 +451,7 @@ impl Core {
             .options
             .misfire_grace_time
             .map(|g| TimeDelta::from_std(g).unwrap_or(TimeDelta::MAX));
-        let in_grace = |fire_time: DateTime<Utc>| grace.map_or(true, |g| now - fire_time <= g);
+        let in_grace = |fire_time: DateTime<Utc>| grace.is_none_or(|g| now - fire_time <= g);
         let trigger = &entry.trigger;
 
         // `run`: the fire time to run now; `missed`: the first fire time skipped; `next`: the
@@ -638,7 +638,7 @@ impl Core {
                 key,
                 entry,
                 replaces,
-            } => self.add(key, entry, replaces),
+            } => self.add(key, *entry, replaces),
             Command::Remove { key } => self.remove_entry(key),
             Command::RemoveAll { reply } => {
                 let mut index = self.shared.index();
@@ -683,7 +683,7 @@ impl Core {
         }
     }
 
-    fn add(&mut self, key: u64, entry: Box<Entry>, replaces: Option<u64>) {
+    fn add(&mut self, key: u64, entry: Entry, replaces: Option<u64>) {
         {
             let mut index = self.shared.index();
             // The handle put the id in the index before sending; if it names another key now,
@@ -707,7 +707,7 @@ impl Core {
             }
         }
         let id = entry.id.clone();
-        self.jobs.insert(key, *entry);
+        self.jobs.insert(key, entry);
         self.shared.emit(Event::JobAdded { job_id: id });
     }
 
