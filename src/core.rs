@@ -15,13 +15,13 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -263,17 +263,71 @@ struct RunDone {
     result: RunResult,
 }
 
-pub(crate) struct Core {
-    rx: mpsc::Receiver<Command>,
+/// What every run of one scheduler shares, behind one `Arc` cloned per run (a
+/// `CancellationToken` clone takes a lock; an `Arc` clone does not).
+pub(crate) struct RunEnv {
+    shared: Arc<Shared>,
     /// To hand jobs a scheduler handle without keeping the core alive through itself.
     weak_tx: mpsc::WeakSender<Command>,
+    /// Cancelled when shutdown stops waiting for runs.
+    pub(crate) cancel: CancellationToken,
+    blocking_permits: Arc<Semaphore>,
+    /// Where runs report their end (a lock-free queue, drained by the core in batches).
+    done: mpsc::UnboundedSender<RunDone>,
+}
+
+impl RunEnv {
+    pub(crate) fn scheduler(&self) -> Option<Scheduler> {
+        self.weak_tx.upgrade().map(|tx| Scheduler {
+            tx,
+            shared: Arc::clone(&self.shared),
+        })
+    }
+}
+
+/// Reports a run's end to the core when dropped, so every spawned run is accounted for even
+/// if its task is dropped before it finishes.
+struct Completion {
+    env: Arc<RunEnv>,
+    key: u64,
+    id: JobId,
+    scheduled: DateTime<Utc>,
+    started: Instant,
+    result: Option<RunResult>,
+}
+
+impl Completion {
+    fn finish(&mut self, result: RunResult) {
+        self.result = Some(result);
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let result = self
+            .result
+            .take()
+            .unwrap_or_else(|| Err("the run was dropped before it ended".into()));
+        let _ = self.env.done.send(RunDone {
+            key: self.key,
+            id: self.id.clone(),
+            scheduled: self.scheduled,
+            duration: self.started.elapsed(),
+            result,
+        });
+    }
+}
+
+pub(crate) struct Core {
+    rx: mpsc::Receiver<Command>,
     shared: Arc<Shared>,
     settings: Settings,
     jobs: Jobs,
     heap: BinaryHeap<Reverse<Due>>,
-    runs: JoinSet<RunDone>,
-    blocking_permits: Arc<Semaphore>,
-    cancel: CancellationToken,
+    env: Arc<RunEnv>,
+    done: mpsc::UnboundedReceiver<RunDone>,
+    /// Runs spawned and not yet reported done.
+    in_flight: usize,
     state: SchedulerState,
     /// Set once shutdown began: who waits for it, and when to give up on running jobs.
     shutting_down: Option<ShutdownState>,
@@ -295,16 +349,23 @@ impl Core {
         settings: Settings,
     ) -> Core {
         let last_wall = shared.clock.now();
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let env = Arc::new(RunEnv {
+            shared: Arc::clone(&shared),
+            weak_tx,
+            cancel: CancellationToken::new(),
+            blocking_permits: Arc::new(Semaphore::new(settings.max_blocking_jobs)),
+            done: done_tx,
+        });
         Core {
             rx,
-            weak_tx,
-            blocking_permits: Arc::new(Semaphore::new(settings.max_blocking_jobs)),
             shared,
             settings,
             jobs: Jobs::default(),
             heap: BinaryHeap::new(),
-            runs: JoinSet::new(),
-            cancel: CancellationToken::new(),
+            env,
+            done,
+            in_flight: 0,
             state: SchedulerState::Stopped,
             shutting_down: None,
             last_wall,
@@ -319,16 +380,19 @@ impl Core {
         let mut rx_open = true;
         loop {
             let now = self.wake();
+            let mut backlog = false;
             if self.state == SchedulerState::Running && self.shutting_down.is_none() {
-                self.run_due(now);
+                backlog = self.run_due(now);
             }
-            if self.shutting_down.is_some() && self.runs.is_empty() {
+            if self.shutting_down.is_some() && self.in_flight == 0 {
                 break;
             }
-            let target = self.next_due_us();
-            if armed != Some(target) {
-                sleep.as_mut().reset(self.deadline_for(target, now));
-                armed = Some(target);
+            if !backlog {
+                let target = self.next_due_us();
+                if armed != Some(target) {
+                    sleep.as_mut().reset(self.deadline_for(target, now));
+                    armed = Some(target);
+                }
             }
             let shutdown_deadline = self.shutting_down.as_ref().and_then(|s| s.deadline);
             tokio::select! {
@@ -353,16 +417,19 @@ impl Core {
                         }
                     }
                 },
-                Some(done) = self.runs.join_next(), if !self.runs.is_empty() => {
+                Some(done) = self.done.recv() => {
                     self.finished(done);
-                    while let Some(done) = self.runs.try_join_next() {
+                    while let Ok(done) = self.done.try_recv() {
                         self.finished(done);
                     }
                 }
-                () = &mut sleep => armed = None,
+                // More due runs than one batch: go round again without a timer, which would
+                // round up to the next millisecond.
+                () = std::future::ready(()), if backlog => {}
+                () = &mut sleep, if !backlog => armed = None,
                 () = sleep_until_opt(shutdown_deadline) => {
                     // Give up waiting: cancel what still runs; the runs end at their next await.
-                    self.cancel.cancel();
+                    self.env.cancel.cancel();
                     if let Some(s) = self.shutting_down.as_mut() {
                         s.deadline = None;
                     }
@@ -382,7 +449,7 @@ impl Core {
             TimeDelta::from_std(self.settings.clock_jump_threshold).unwrap_or(TimeDelta::MAX);
         if drift.abs() > threshold {
             tracing::info!(by = %drift, "apsched: wall clock jumped");
-            self.shared.emit(Event::ClockJumped { by: drift });
+            self.shared.emit(|| Event::ClockJumped { by: drift });
         }
         self.last_wall = wall;
         self.last_mono = mono;
@@ -411,14 +478,15 @@ impl Core {
 
     // ---- due runs ----
 
-    fn run_due(&mut self, now: DateTime<Utc>) {
+    /// Handles due jobs, at most one batch; returns whether more are due.
+    fn run_due(&mut self, now: DateTime<Utc>) -> bool {
         let now_us = now.timestamp_micros();
         for _ in 0..DUE_BATCH {
             let Some(Reverse(due)) = self.heap.peek().copied() else {
-                return;
+                return false;
             };
             if due.at_us > now_us {
-                return;
+                return false;
             }
             self.heap.pop();
             let current = self
@@ -434,7 +502,9 @@ impl Core {
                 self.drop_broken(due.key, "panicked while computing its next run");
             }
         }
-        // More left: the loop comes straight back (the timer is armed for a past instant).
+        self.heap
+            .peek()
+            .is_some_and(|Reverse(due)| due.at_us <= now_us)
     }
 
     /// Handles one due job: decides which run (if any) to start under the misfire rules, and
@@ -486,7 +556,7 @@ impl Core {
         let id = entry.id.clone();
         if let Some(scheduled) = missed {
             tracing::warn!(job.id = %id, %scheduled, "apsched: run missed by more than its grace time");
-            self.shared.emit(Event::JobMissed {
+            self.shared.emit(|| Event::JobMissed {
                 job_id: id.clone(),
                 scheduled_run_time: scheduled,
             });
@@ -521,16 +591,15 @@ impl Core {
         };
         if entry.running >= entry.options.max_instances {
             tracing::warn!(job.id = %entry.id, "apsched: run skipped, max_instances reached");
-            self.shared.emit(Event::JobMaxInstances {
+            self.shared.emit(|| Event::JobMaxInstances {
                 job_id: entry.id.clone(),
                 scheduled_run_time: scheduled,
             });
             return;
         }
         entry.running += 1;
-        self.shared
-            .running
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.in_flight += 1;
+        self.shared.running.store(self.in_flight, Ordering::Relaxed);
         let ctx = JobContext {
             id: entry.id.clone(),
             name: match &entry.name {
@@ -538,11 +607,7 @@ impl Core {
                 None => Name::Static(entry.task.name()),
             },
             scheduled_run_time: scheduled,
-            cancel: self.cancel.clone(),
-            scheduler: self.weak_tx.upgrade().map(|tx| Scheduler {
-                tx,
-                shared: Arc::clone(&self.shared),
-            }),
+            env: Arc::clone(&self.env),
         };
         let span = tracing::info_span!(
             "apsched.job",
@@ -550,41 +615,36 @@ impl Core {
             job.name = entry.name(),
             scheduled = %scheduled
         );
-        let id = entry.id.clone();
         let run = entry.task.run(ctx);
-        let cancel = self.cancel.clone();
-        let permits = Arc::clone(&self.blocking_permits);
-        self.shared.emit(Event::JobSubmitted {
-            job_id: id.clone(),
+        self.shared.emit(|| Event::JobSubmitted {
+            job_id: entry.id.clone(),
             scheduled_run_time: scheduled,
         });
-        let job = async move {
-            let started = Instant::now();
-            let result = tokio::select! {
-                biased;
-                result = execute(run, permits) => result,
-                () = cancel.cancelled() => Err("cancelled: the scheduler shut down before the run ended".to_string()),
-            };
-            RunDone {
-                key,
-                id,
-                scheduled,
-                duration: started.elapsed(),
-                result,
-            }
+        let mut completion = Completion {
+            env: Arc::clone(&self.env),
+            key,
+            id: entry.id.clone(),
+            scheduled,
+            started: Instant::now(),
+            result: None,
         };
-        self.runs.spawn(job.instrument(span));
+        let job = async move {
+            let env = &completion.env;
+            let result = tokio::select! {
+                // The run first: a run that ends at once never registers with the token.
+                biased;
+                result = execute(run, &env.blocking_permits) => result,
+                () = env.cancel.cancelled() => Err("cancelled: the scheduler shut down before the run ended".to_string()),
+            };
+            completion.finish(result);
+        };
+        tokio::spawn(job.instrument(span));
     }
 
-    fn finished(&mut self, done: std::result::Result<RunDone, tokio::task::JoinError>) {
+    fn finished(&mut self, done: RunDone) {
         // Every spawned run ends here exactly once, whatever its outcome.
-        self.shared
-            .running
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        // `execute` catches panics, so a join error means the run was aborted at teardown.
-        let Ok(done) = done else {
-            return;
-        };
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.shared.running.store(self.in_flight, Ordering::Relaxed);
         if let Some(entry) = self.jobs.get_mut(done.key) {
             entry.running = entry.running.saturating_sub(1);
         }
@@ -604,7 +664,7 @@ impl Core {
                 }
             }
         };
-        self.shared.emit(event);
+        self.shared.emit(|| event);
     }
 
     /// Removes a job the core cannot go on scheduling, and says why.
@@ -620,7 +680,7 @@ impl Core {
     fn remove_entry(&mut self, key: u64) {
         if let Some(entry) = self.jobs.remove(key) {
             self.shared.index().release(key, &entry.id);
-            self.shared.emit(Event::JobRemoved { job_id: entry.id });
+            self.shared.emit(|| Event::JobRemoved { job_id: entry.id });
         }
     }
 
@@ -649,7 +709,7 @@ impl Core {
                 }
                 drop(index);
                 self.heap.clear();
-                self.shared.emit(Event::AllJobsRemoved);
+                self.shared.emit(|| Event::AllJobsRemoved);
                 let _ = reply.send(());
             }
             Command::Get { key, reply } => {
@@ -708,7 +768,7 @@ impl Core {
         }
         let id = entry.id.clone();
         self.jobs.insert(key, entry);
-        self.shared.emit(Event::JobAdded { job_id: id });
+        self.shared.emit(|| Event::JobAdded { job_id: id });
     }
 
     fn change(&mut self, key: u64, change: JobChange) -> Result<Option<Job>> {
@@ -761,7 +821,7 @@ impl Core {
         }
         let entry = self.jobs.get(key).map(|e| e.snapshot(self.shared.timezone));
         if let Some(job) = &entry {
-            self.shared.emit(Event::JobModified {
+            self.shared.emit(|| Event::JobModified {
                 job_id: job.id.clone(),
             });
         }
@@ -818,9 +878,9 @@ impl Core {
             }
         }
         self.shared.set_state(self.state);
-        self.shared.emit(Event::SchedulerStarted);
+        self.shared.emit(|| Event::SchedulerStarted);
         if paused {
-            self.shared.emit(Event::SchedulerPaused);
+            self.shared.emit(|| Event::SchedulerPaused);
         }
         Ok(())
     }
@@ -836,10 +896,12 @@ impl Core {
                 if self.state != to {
                     self.state = to;
                     self.shared.set_state(to);
-                    self.shared.emit(if to == SchedulerState::Paused {
-                        Event::SchedulerPaused
-                    } else {
-                        Event::SchedulerResumed
+                    self.shared.emit(|| {
+                        if to == SchedulerState::Paused {
+                            Event::SchedulerPaused
+                        } else {
+                            Event::SchedulerResumed
+                        }
                     });
                 }
                 Ok(())
@@ -875,7 +937,7 @@ impl Core {
         self.jobs = Jobs::default();
         self.heap.clear();
         *self.shared.index() = Index::default();
-        self.shared.emit(Event::SchedulerShutdown);
+        self.shared.emit(|| Event::SchedulerShutdown);
         if let Some(state) = self.shutting_down.take() {
             for waiter in state.waiters {
                 let _ = waiter.send(Ok(()));
@@ -906,7 +968,7 @@ fn reject(command: Command) {
 }
 
 /// Runs one job body to its end, catching a panic as an error.
-async fn execute(run: Run, permits: Arc<Semaphore>) -> RunResult {
+async fn execute(run: Run, permits: &Arc<Semaphore>) -> RunResult {
     match run {
         Run::Async(fut) => AssertUnwindSafe(fut)
             .catch_unwind()
@@ -915,7 +977,7 @@ async fn execute(run: Run, permits: Arc<Semaphore>) -> RunResult {
         Run::Blocking(body) => {
             // The permit bounds how many blocking runs go at once; it is held on the
             // blocking thread and released when the body ends.
-            let Ok(permit) = permits.acquire_owned().await else {
+            let Ok(permit) = Arc::clone(permits).acquire_owned().await else {
                 return Err("the blocking pool is closed".into());
             };
             let span = tracing::Span::current();

@@ -5,6 +5,8 @@
 //! log line), it never slows the scheduler.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -294,6 +296,8 @@ impl std::fmt::Debug for EventMask {
 pub struct EventStream {
     inner: ReusableBoxFuture<'static, (RecvOutcome, broadcast::Receiver<Event>)>,
     ended: bool,
+    /// The scheduler's count of live streams: it builds events only while one exists.
+    subscribers: Arc<AtomicUsize>,
 }
 
 type RecvOutcome = Result<Event, broadcast::error::RecvError>;
@@ -304,16 +308,27 @@ async fn next(mut rx: broadcast::Receiver<Event>) -> (RecvOutcome, broadcast::Re
 }
 
 impl EventStream {
-    pub(crate) fn new(rx: broadcast::Receiver<Event>) -> EventStream {
+    pub(crate) fn new(
+        rx: broadcast::Receiver<Event>,
+        subscribers: Arc<AtomicUsize>,
+    ) -> EventStream {
+        subscribers.fetch_add(1, Ordering::Relaxed);
         EventStream {
             inner: ReusableBoxFuture::new(next(rx)),
             ended: false,
+            subscribers,
         }
     }
 
     /// The next event, or `None` once the scheduler is gone.
     pub async fn recv(&mut self) -> Option<Event> {
         futures::StreamExt::next(self).await
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.subscribers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::core::RunEnv;
 use crate::trigger::Trigger;
 use crate::{Scheduler, Zone};
 
@@ -179,13 +180,22 @@ impl fmt::Display for Job {
 /// What a running job knows about its run.
 ///
 /// Tasks that take a `JobContext` get one per run.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct JobContext {
     pub(crate) id: JobId,
     pub(crate) name: Name,
     pub(crate) scheduled_run_time: DateTime<Utc>,
-    pub(crate) cancel: CancellationToken,
-    pub(crate) scheduler: Option<Scheduler>,
+    pub(crate) env: Arc<RunEnv>,
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.id)
+            .field("name", &&*self.name)
+            .field("scheduled_run_time", &self.scheduled_run_time)
+            .finish_non_exhaustive()
+    }
 }
 
 impl JobContext {
@@ -208,13 +218,18 @@ impl JobContext {
     /// Cancelled when the scheduler stops waiting for this run (`shutdown_timeout` expired).
     /// Long jobs can select on `cancelled()` to stop cleanly.
     pub fn cancellation_token(&self) -> &CancellationToken {
-        &self.cancel
+        &self.env.cancel
     }
 
-    /// The scheduler running this job, so the job can add, modify or remove jobs (itself
-    /// included). `None` only while the scheduler's core is stopping.
-    pub fn scheduler(&self) -> Option<&Scheduler> {
-        self.scheduler.as_ref()
+    /// A handle to the scheduler running this job, so the job can add, modify or remove jobs
+    /// (itself included). `None` once every other handle is gone and the scheduler is
+    /// stopping.
+    ///
+    /// Prefer this to capturing a `Scheduler` in the job's closure: a captured handle lives
+    /// in the job table and keeps the scheduler from stopping when the last outside handle
+    /// is dropped.
+    pub fn scheduler(&self) -> Option<Scheduler> {
+        self.env.scheduler()
     }
 }
 

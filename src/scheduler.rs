@@ -106,6 +106,8 @@ impl Index {
 pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) events: broadcast::Sender<Event>,
+    /// How many `EventStream`s are alive.
+    pub(crate) subscribers: Arc<AtomicUsize>,
     pub(crate) index: Mutex<Index>,
     state: AtomicU8,
     /// Job runs under way, kept by the core, so a status page can read it without a round
@@ -125,9 +127,13 @@ impl Shared {
         self.state.store(state as u8, Ordering::Release);
     }
 
-    pub(crate) fn emit(&self, event: Event) {
-        // No subscriber is not an error.
-        let _ = self.events.send(event);
+    /// Sends an event, built only if someone subscribes: at a million runs, events nobody
+    /// reads would cost the core a lock and an allocation each.
+    pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
+        if self.subscribers.load(Ordering::Relaxed) > 0 {
+            // A subscriber that left since is not an error.
+            let _ = self.events.send(event());
+        }
     }
 }
 
@@ -226,6 +232,7 @@ impl SchedulerBuilder {
         let shared = Arc::new(Shared {
             clock: self.clock,
             events,
+            subscribers: Arc::new(AtomicUsize::new(0)),
             index: Mutex::new(Index::default()),
             state: AtomicU8::new(SchedulerState::Stopped as u8),
             running: AtomicUsize::new(0),
@@ -337,7 +344,10 @@ impl Scheduler {
 
     /// A stream of everything that happens from now on.
     pub fn subscribe(&self) -> EventStream {
-        EventStream::new(self.shared.events.subscribe())
+        EventStream::new(
+            self.shared.events.subscribe(),
+            Arc::clone(&self.shared.subscribers),
+        )
     }
 
     /// Starts running jobs; jobs added before are scheduled from now.
