@@ -194,7 +194,7 @@ impl TimeZone for Zone {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone as _, Timelike};
+    use chrono::Timelike;
 
     #[test]
     fn named_zone_follows_dst() {
