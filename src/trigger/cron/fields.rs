@@ -392,6 +392,9 @@ fn range_item(field: FieldName, item: &str) -> Result<(u32, u32, u32)> {
     let (from, to) = if range == "*" {
         (min, max)
     } else if let Some((a, b)) = range.split_once('-') {
+        if a.trim().is_empty() || b.trim().is_empty() {
+            return Err(err(field, item, "is not a valid range (expected a-b)"));
+        }
         (value(field, a.trim())?, value(field, b.trim())?)
     } else {
         let a = value(field, range.trim())?;

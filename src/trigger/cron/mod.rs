@@ -464,9 +464,15 @@ impl Cron {
         };
         match next {
             Ok(next) => Ok(Some(next).filter(|n| self.end.map_or(true, |end| *n <= end))),
-            // The pattern has no time left before the search limit; an end bound that comes
-            // first makes that an ordinary finish.
-            Err(_) if self.end.is_some() => Ok(None),
+            // The pattern has no time left before the search limit; an end bound, or a year
+            // field whose last year has come, makes that an ordinary finish.
+            Err(_) if !matches!(compiled, Compiled::Never(_)) && self.end.is_some() => Ok(None),
+            Err(_)
+                if !matches!(compiled, Compiled::Never(_))
+                    && at.with_timezone(&zone).year() >= last_year(compiled) =>
+            {
+                Ok(None)
+            }
             Err(reason) => Err(Error::TriggerNeverFires {
                 trigger: self.describe(),
                 reason,
@@ -526,6 +532,24 @@ fn never_or(cron: croner::Cron) -> Compiled {
     } else {
         Compiled::Never("no calendar date matches its day and month fields".into())
     }
+}
+
+/// The last year the pattern allows (croner's limit when the year is not restricted).
+fn last_year(compiled: &Compiled) -> i32 {
+    let last = match compiled {
+        Compiled::Croner(cron) => (1..=fields::CRONER_MAX_YEAR)
+            .rev()
+            .find(|y| {
+                i32::try_from(*y)
+                    .ok()
+                    .and_then(|y| cron.pattern.year_match(y).ok())
+                    .unwrap_or(false)
+            })
+            .unwrap_or(0),
+        Compiled::Engine { fields, .. } => fields.max_year().min(fields::CRONER_MAX_YEAR),
+        Compiled::Never(_) => fields::CRONER_MAX_YEAR,
+    };
+    i32::try_from(last).unwrap_or(i32::MAX)
 }
 
 fn floor_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
