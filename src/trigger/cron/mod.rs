@@ -573,14 +573,18 @@ fn describe_cron_error(e: &CronError) -> String {
     }
 }
 
-/// Croner's next match at or after `at`, read in `zone`. The named-zone case calls croner with
-/// chrono-tz directly, which keeps the zone lookups as cheap as croner's own.
+/// Croner's next match at or after `at`, read in `zone`. Croner is called with chrono's and
+/// chrono-tz's own types, which keeps the zone lookups as cheap as croner's own.
 fn croner_next(
     cron: &croner::Cron,
     zone: Zone,
     at: DateTime<Utc>,
 ) -> std::result::Result<DateTime<Utc>, String> {
     let found = match zone {
+        // chrono's own UTC needs no zone lookups at all.
+        Zone::Named(chrono_tz::UTC | chrono_tz::Tz::Etc__UTC) => {
+            cron.find_next_occurrence(&at, true)
+        }
         Zone::Named(tz) => cron
             .find_next_occurrence(&at.with_timezone(&tz), true)
             .map(|t| t.with_timezone(&Utc)),
