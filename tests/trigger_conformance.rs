@@ -1082,3 +1082,32 @@ fn bad_inputs_name_field_and_value() {
     );
     invalid(Trigger::or(Vec::<Trigger>::new()), "triggers");
 }
+
+#[test]
+fn triggers_round_trip_through_json_and_recompile() {
+    let now = t("2024-05-01T12:00:00Z");
+    let berlin = Zone::parse("Europe/Berlin").unwrap();
+    let trigger = Trigger::or([
+        Trigger::from(Cron::new().week("15").day_of_week("mon").hour(9)),
+        cron("0 0 L * *"),
+        Trigger::from(CalendarInterval::months(1).at(9, 0, 0)),
+        Trigger::and_within(
+            Duration::from_secs(5),
+            [
+                Trigger::from(Interval::hours(2).start(now)),
+                Trigger::from(Cron::new().day("4th wed").hour("*")),
+            ],
+        ),
+    ])
+    .prepared(berlin, now)
+    .unwrap();
+    let json = serde_json::to_string(&trigger).unwrap();
+    let back: Trigger = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, trigger);
+    let mut previous = None;
+    for _ in 0..10 {
+        let a = trigger.next_fire_time(previous, now).unwrap();
+        assert_eq!(back.next_fire_time(previous, now).unwrap(), a);
+        previous = a;
+    }
+}
