@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use calendar::CalendarInterval;
 pub use combine::Combination;
-pub use cron::Cron;
+pub use cron::{Cron, CronValue};
 pub use date::Date;
 pub use interval::Interval;
 
@@ -148,7 +148,7 @@ impl Trigger {
             Trigger::Date(t) => t.prepare(default_zone),
             Trigger::Interval(t) => t.prepare(default_zone, now),
             Trigger::Cron(t) => t.prepare(default_zone),
-            Trigger::CalendarInterval(t) => t.prepare(default_zone),
+            Trigger::CalendarInterval(t) => t.prepare(default_zone, now),
             Trigger::And(t) | Trigger::Or(t) => t.prepare(default_zone, now),
         }
     }

@@ -1,0 +1,722 @@
+//! The cron trigger: wall-clock times that match cron fields.
+//!
+//! This module owns both ways of writing a cron schedule: crontab strings ([`Cron::parse`]),
+//! read by croner, and APScheduler's eight fields ([`Cron::new`] and its setters), translated
+//! into a croner pattern whenever croner can express them. Only what croner cannot express (an
+//! ISO week, weekday positions mixed with other day rules) is searched here, and even then
+//! croner finds the time of day, so daylight saving rules live in one place: croner.
+
+mod fields;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, TimeZone, Timelike, Utc};
+use croner::errors::CronError;
+use croner::parser::{CronParser, Seconds, Year};
+use serde::{Deserialize, Serialize};
+
+use self::fields::{croner_weekday, FieldName, FieldSet};
+use super::calendar::resolve_wall_time;
+use crate::{Error, Result, Zone};
+
+/// Fires at wall-clock times that match cron fields (APScheduler's `cron` trigger).
+///
+/// Two ways to write one:
+///
+/// - **A crontab string**, [`Cron::parse`]: 5 fields (`minute hour day month day_of_week`), 6
+///   (seconds first) or 7 (year last); `*`, `a-b`, `*/c`, `a-b/c`, lists, names (`jan`, `mon`),
+///   `L` (last day of month, or `5L` last Friday), `W` (nearest weekday), `#` (`1#2` second
+///   Monday), `?`, and `@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`. When both day of
+///   month and day of week are restricted, **either** may match (Vixie cron); start the day of
+///   week with `+` (`0 0 1-7 * +mon`) to require both.
+/// - **APScheduler's fields**, [`Cron::new`] and one setter per field: `year` (1970-9999),
+///   `month`, `day`, `week` (ISO 1-53), `day_of_week`, `hour`, `minute`, `second`. Each takes
+///   `*`, `*/c`, `a`, `a-b`, `a-b/c`, `a/c`, comma lists and names; `day` also takes `1st`-`5th`
+///   and `last` before a weekday name (`"4th wed"`, `"last fri"`) and `last` alone. Fields more
+///   significant than the least significant one given default to `*`, the others to their
+///   minimum (so `Cron::new().hour("6").minute("30")` fires daily at 06:30:00, and a `Cron::new()`
+///   with no field at all fires on January 1 at midnight, as in APScheduler). When `day` and
+///   `day_of_week` are both restricted, **both** must match.
+///
+/// Days of the week are numbered as in crontab, in both forms: 0 or 7 Sunday, 1 Monday, ...
+/// 6 Saturday (APScheduler 4's numbering); `sat-mon` wraps around the week.
+///
+/// Fields are read on the wall clock of the trigger's zone: a fixed time of day (single hour,
+/// minute and second) that falls in a daylight saving gap fires at the first instant after the
+/// gap, and one that happens twice fires once, at its first occurrence; a pattern with a
+/// wildcard, range or list in its time fields fires at every real matching instant.
+///
+/// ```
+/// use apsched::trigger::{Cron, Trigger};
+/// use apsched::Zone;
+/// use chrono::{TimeZone, Utc};
+///
+/// let now = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(); // a Wednesday
+/// let weekdays: Trigger = Cron::new().day_of_week("mon-fri").hour(1).into();
+/// let weekdays = weekdays.prepared(Zone::UTC, now)?;
+/// assert_eq!(
+///     weekdays.next_fire_time(None, now)?,
+///     Some(Utc.with_ymd_and_hms(2024, 5, 2, 1, 0, 0).unwrap())
+/// );
+///
+/// let last_friday: Trigger = Cron::parse("0 18 * * 5L")?.into();
+/// assert_eq!(
+///     last_friday.next_fire_time(None, now)?,
+///     Some(Utc.with_ymd_and_hms(2024, 5, 31, 18, 0, 0).unwrap())
+/// );
+/// # Ok::<(), apsched::Error>(())
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Cron {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expression: Option<String>,
+    #[serde(default, skip_serializing_if = "Fields::is_empty")]
+    fields: Fields,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    start: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timezone: Option<Zone>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::serde_util::opt_seconds"
+    )]
+    jitter: Option<Duration>,
+    /// The compiled pattern, built once on first use (or at `prepare`); a deserialized
+    /// trigger starts without it.
+    #[serde(skip)]
+    compiled: OnceLock<Result<Compiled>>,
+}
+
+/// The field expressions as given, most significant first; `None` where not given.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Fields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    year: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    month: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    day: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    week: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    day_of_week: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hour: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    minute: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    second: Option<String>,
+}
+
+impl Fields {
+    fn is_empty(&self) -> bool {
+        *self == Fields::default()
+    }
+
+    fn given(&self) -> [Option<&str>; 8] {
+        [
+            self.year.as_deref(),
+            self.month.as_deref(),
+            self.day.as_deref(),
+            self.week.as_deref(),
+            self.day_of_week.as_deref(),
+            self.hour.as_deref(),
+            self.minute.as_deref(),
+            self.second.as_deref(),
+        ]
+    }
+
+    /// APScheduler's defaults: `*` above the least significant given field, the minimum below.
+    fn defaulted(&self) -> [&str; 8] {
+        let given = self.given();
+        let least = given.iter().rposition(Option::is_some);
+        std::array::from_fn(|i| match given[i] {
+            Some(expr) => expr,
+            None if least.map_or(true, |least| i > least) => FieldName::ALL[i].default_below(),
+            None => "*",
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Compiled {
+    /// Croner evaluates the whole pattern.
+    Croner(croner::Cron),
+    /// The date fields are walked here; croner finds the time of day on each matching date.
+    Engine {
+        fields: Box<FieldSet>,
+        time_of_day: croner::Cron,
+    },
+    /// No calendar date can ever match: found once at compile time, so that a search never
+    /// has to run to the end of croner's range to find out.
+    Never(String),
+}
+
+/// A value that can be given to one of [`Cron`]'s field setters: an expression (`&str`,
+/// `String`) or a plain number (`Cron::new().hour(6)`).
+pub trait CronValue {
+    /// The field expression.
+    fn into_expression(self) -> String;
+}
+
+impl CronValue for &str {
+    fn into_expression(self) -> String {
+        self.to_string()
+    }
+}
+
+impl CronValue for String {
+    fn into_expression(self) -> String {
+        self
+    }
+}
+
+impl CronValue for &String {
+    fn into_expression(self) -> String {
+        self.clone()
+    }
+}
+
+macro_rules! cron_value_for_numbers {
+    ($($t:ty),*) => {$(
+        impl CronValue for $t {
+            fn into_expression(self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+cron_value_for_numbers!(u8, u16, u32, u64, usize, i32, i64);
+
+impl PartialEq for Cron {
+    fn eq(&self, other: &Cron) -> bool {
+        // The compiled cache is derived from the rest, so it takes no part.
+        self.expression == other.expression
+            && self.fields == other.fields
+            && self.start == other.start
+            && self.end == other.end
+            && self.timezone == other.timezone
+            && self.jitter == other.jitter
+    }
+}
+
+impl Default for Cron {
+    fn default() -> Self {
+        Cron::new()
+    }
+}
+
+/// How many calendar dates the engine examines (in allowed years and months) before it
+/// declares that a field set never fires.
+const MAX_DATES_EXAMINED: u32 = 400_000;
+
+/// How many dates the engine tries for a time of day before giving up (a date whose time
+/// fields have no real instant left, e.g. all in a gap, moves on to the next).
+const MAX_DATES_TRIED: u32 = 1_000;
+
+macro_rules! field_setter {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, expr: impl CronValue) -> Cron {
+            self.fields.$name = Some(expr.into_expression());
+            self.expression = None;
+            self.compiled = OnceLock::new();
+            self
+        }
+    };
+}
+
+impl Cron {
+    /// A cron trigger built from APScheduler-style fields, none set yet.
+    ///
+    /// Set fields with [`year`](Cron::year), [`month`](Cron::month), [`day`](Cron::day),
+    /// [`week`](Cron::week), [`day_of_week`](Cron::day_of_week), [`hour`](Cron::hour),
+    /// [`minute`](Cron::minute) and [`second`](Cron::second). Expressions are checked when the
+    /// trigger is prepared (or first asked for a fire time), and a bad one is
+    /// [`Error::InvalidCronField`] naming the field and the value.
+    pub fn new() -> Cron {
+        Cron {
+            expression: None,
+            fields: Fields::default(),
+            start: None,
+            end: None,
+            timezone: None,
+            jitter: None,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// Parses a crontab expression (5, 6 or 7 fields, or `@daily` and its kin); see [`Cron`]
+    /// for the syntax.
+    ///
+    /// ```
+    /// use apsched::trigger::Cron;
+    ///
+    /// assert!(Cron::parse("*/15 9-17 * * mon-fri").is_ok());
+    /// assert!(Cron::parse("0 0 12 * * * 2030").is_ok()); // seconds first, year last
+    /// let err = Cron::parse("0 25 * * *").unwrap_err();
+    /// assert!(err.to_string().starts_with("invalid cron field 'expression': value '0 25 * * *'"));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidCronField`] with field `expression`, the whole string as value and
+    /// croner's reason.
+    pub fn parse(expression: &str) -> Result<Cron> {
+        let mut cron = Cron::new();
+        cron.expression = Some(expression.to_string());
+        let compiled = cron.compile()?;
+        // Keep the work just done: the cache is empty, so this always succeeds.
+        let _ = cron.compiled.set(Ok(compiled));
+        Ok(cron)
+    }
+
+    /// Another name for [`Cron::parse`], as APScheduler's `CronTrigger.from_crontab`.
+    ///
+    /// # Errors
+    /// As [`Cron::parse`].
+    pub fn from_crontab(expression: &str) -> Result<Cron> {
+        Cron::parse(expression)
+    }
+
+    field_setter!(
+        /// The year field: 1970-9999 (fire times are found up to year 4999, croner's limit).
+        year
+    );
+    field_setter!(
+        /// The month field: 1-12 or `jan`-`dec`.
+        month
+    );
+    field_setter!(
+        /// The day-of-month field: 1-31, `last`, `1st mon`-`5th sun`, `last fri`.
+        day
+    );
+    field_setter!(
+        /// The ISO week field: 1-53.
+        week
+    );
+    field_setter!(
+        /// The day-of-week field: 0-7 (0 and 7 are Sunday) or `mon`-`sun`; ranges may wrap
+        /// (`sat-mon`).
+        day_of_week
+    );
+    field_setter!(
+        /// The hour field: 0-23.
+        hour
+    );
+    field_setter!(
+        /// The minute field: 0-59.
+        minute
+    );
+    field_setter!(
+        /// The second field: 0-59.
+        second
+    );
+
+    /// No run before this instant.
+    #[must_use]
+    pub fn start<Tz: TimeZone>(mut self, start: DateTime<Tz>) -> Cron {
+        self.start = Some(start.with_timezone(&Utc));
+        self
+    }
+
+    /// No run after this instant.
+    #[must_use]
+    pub fn end<Tz: TimeZone>(mut self, end: DateTime<Tz>) -> Cron {
+        self.end = Some(end.with_timezone(&Utc));
+        self
+    }
+
+    /// The zone whose wall clock the fields are read in (default: the scheduler's zone).
+    #[must_use]
+    pub fn timezone(mut self, zone: impl Into<Zone>) -> Cron {
+        self.timezone = Some(zone.into());
+        self
+    }
+
+    /// Delays each run by a uniform random span in `[0, jitter]`.
+    #[must_use]
+    pub fn jitter(mut self, jitter: Duration) -> Cron {
+        self.jitter = Some(jitter);
+        self
+    }
+
+    /// The crontab expression, when the trigger was parsed from one.
+    pub fn expression(&self) -> Option<&str> {
+        self.expression.as_deref()
+    }
+
+    pub(crate) fn zone(&self) -> Option<Zone> {
+        self.timezone
+    }
+
+    pub(crate) fn jitter_span(&self) -> Option<Duration> {
+        self.jitter
+    }
+
+    pub(crate) fn end_date(&self) -> Option<DateTime<Utc>> {
+        self.end
+    }
+
+    pub(crate) fn prepare(&mut self, default_zone: Zone) -> Result<()> {
+        self.timezone.get_or_insert(default_zone);
+        if let (Some(start), Some(end)) = (self.start, self.end) {
+            if end < start {
+                return Err(Error::InvalidTrigger {
+                    field: "end_date",
+                    value: end.to_rfc3339(),
+                    reason: format!("it is before the start date {}", start.to_rfc3339()),
+                });
+            }
+        }
+        self.compiled().map(|_| ())
+    }
+
+    fn compiled(&self) -> Result<&Compiled> {
+        self.compiled
+            .get_or_init(|| self.compile())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn compile(&self) -> Result<Compiled> {
+        if let Some(expression) = &self.expression {
+            // Vixie cron semantics: day of month OR day of week unless the pattern says `+`.
+            let parser = CronParser::builder()
+                .seconds(Seconds::Optional)
+                .year(Year::Optional)
+                .dom_and_dow(false)
+                .build();
+            let cron =
+                parse_catching(&parser, expression).map_err(|reason| Error::InvalidCronField {
+                    field: "expression",
+                    value: expression.clone(),
+                    reason,
+                })?;
+            return Ok(never_or(cron));
+        }
+        let exprs = self.fields.defaulted();
+        let fields = FieldSet::parse(exprs)?;
+        let parser = CronParser::builder()
+            .seconds(Seconds::Required)
+            .year(Year::Required)
+            .dom_and_dow(true)
+            .build();
+        let internal = |reason: String, pattern: &str| Error::InvalidCronField {
+            field: "expression",
+            value: pattern.to_string(),
+            reason: format!("internal translation refused by croner: {reason}"),
+        };
+        if let Some(pattern) = fields.to_croner() {
+            let cron = parse_catching(&parser, &pattern).map_err(|r| internal(r, &pattern))?;
+            return Ok(never_or(cron));
+        }
+        let pattern = fields.time_of_day_pattern();
+        let time_of_day = parse_catching(&CronParser::builder().build(), &pattern)
+            .map_err(|r| internal(r, &pattern))?;
+        if !sample_dates().any(|d| fields.date_ok(d)) {
+            return Ok(Compiled::Never(
+                "no calendar date matches its day fields".into(),
+            ));
+        }
+        Ok(Compiled::Engine {
+            fields: Box::new(fields),
+            time_of_day,
+        })
+    }
+
+    pub(crate) fn next_fire_time(
+        &self,
+        previous: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let from = match previous {
+            // Strictly after the previous run, whatever `now` says: after a clock that jumped
+            // back, the job must not fire again.
+            Some(previous) => floor_to_second(previous) + TimeDelta::seconds(1),
+            None => now,
+        };
+        self.first_at_or_after(from)
+    }
+
+    pub(crate) fn fire_time_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        self.first_at_or_after(at)
+    }
+
+    fn first_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let compiled = self.compiled()?;
+        let at = ceil_to_second(self.start.map_or(at, |start| start.max(at)));
+        if self.end.is_some_and(|end| at > end) {
+            return Ok(None);
+        }
+        let zone = self.timezone.unwrap_or_default();
+        let next = match compiled {
+            Compiled::Croner(cron) => croner_next(cron, zone, at),
+            Compiled::Engine {
+                fields,
+                time_of_day,
+            } => engine_next(fields, time_of_day, zone, at),
+            Compiled::Never(reason) => Err(reason.clone()),
+        };
+        match next {
+            Ok(next) => Ok(Some(next).filter(|n| self.end.map_or(true, |end| *n <= end))),
+            // The pattern has no time left before the search limit; an end bound, or a year
+            // field whose last year has come, makes that an ordinary finish.
+            Err(_) if !matches!(compiled, Compiled::Never(_)) && self.end.is_some() => Ok(None),
+            Err(_)
+                if !matches!(compiled, Compiled::Never(_))
+                    && at.with_timezone(&zone).year() >= last_year(compiled) =>
+            {
+                Ok(None)
+            }
+            Err(reason) => Err(Error::TriggerNeverFires {
+                trigger: self.describe(),
+                reason,
+            }),
+        }
+    }
+
+    /// English: croner's description where croner evaluates the pattern, the fields otherwise.
+    pub(crate) fn describe(&self) -> String {
+        let text = match (self.compiled(), &self.expression) {
+            (Ok(Compiled::Croner(cron)), _) => cron.describe(),
+            (_, Some(expression)) => format!("cron '{expression}'"),
+            (_, None) => {
+                let parts: Vec<String> = FieldName::ALL
+                    .iter()
+                    .zip(self.fields.defaulted())
+                    .filter(|(_, expr)| *expr != "*")
+                    .map(|(name, expr)| format!("{}='{expr}'", name.name()))
+                    .collect();
+                format!("cron fields {}", parts.join(", "))
+            }
+        };
+        match self.timezone {
+            Some(zone) => format!("{text} ({zone})"),
+            None => text,
+        }
+    }
+}
+
+/// Parses with croner, turning a panic inside it into an error: parsing must never panic on
+/// any input, and croner's parser is not ours to audit line by line.
+fn parse_catching(parser: &CronParser, pattern: &str) -> std::result::Result<croner::Cron, String> {
+    let outcome = std::panic::catch_unwind(|| parser.parse(pattern));
+    match outcome {
+        Ok(Ok(cron)) => Ok(cron),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("croner could not parse it".into()),
+    }
+}
+
+/// Dates covering every combination of leap year and weekday of January 1 (a 28-year cycle),
+/// enough to tell whether any day of any month can match.
+fn sample_dates() -> impl Iterator<Item = NaiveDate> {
+    let first = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default();
+    first.iter_days().take_while(|d| d.year() < 2028)
+}
+
+fn never_or(cron: croner::Cron) -> Compiled {
+    let p = &cron.pattern;
+    let possible = sample_dates().any(|d| {
+        p.month_match(d.month()).unwrap_or(false)
+            && p.day_match(d.year(), d.month(), d.day(), croner_weekday(d))
+                .unwrap_or(false)
+    });
+    if possible {
+        Compiled::Croner(cron)
+    } else {
+        Compiled::Never("no calendar date matches its day and month fields".into())
+    }
+}
+
+/// The last year the pattern allows (croner's limit when the year is not restricted).
+fn last_year(compiled: &Compiled) -> i32 {
+    let last = match compiled {
+        Compiled::Croner(cron) => (1..=fields::CRONER_MAX_YEAR)
+            .rev()
+            .find(|y| {
+                i32::try_from(*y)
+                    .ok()
+                    .and_then(|y| cron.pattern.year_match(y).ok())
+                    .unwrap_or(false)
+            })
+            .unwrap_or(0),
+        Compiled::Engine { fields, .. } => fields.max_year().min(fields::CRONER_MAX_YEAR),
+        Compiled::Never(_) => fields::CRONER_MAX_YEAR,
+    };
+    i32::try_from(last).unwrap_or(i32::MAX)
+}
+
+fn floor_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
+fn ceil_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    if t.nanosecond() == 0 {
+        t
+    } else {
+        floor_to_second(t) + TimeDelta::seconds(1)
+    }
+}
+
+fn describe_cron_error(e: &CronError) -> String {
+    match e {
+        CronError::TimeSearchLimitExceeded => {
+            "no matching time before the search limit (year 4999)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Croner's next match at or after `at`, read in `zone`. Croner is called with chrono's and
+/// chrono-tz's own types, which keeps the zone lookups as cheap as croner's own.
+fn croner_next(
+    cron: &croner::Cron,
+    zone: Zone,
+    at: DateTime<Utc>,
+) -> std::result::Result<DateTime<Utc>, String> {
+    let found = match zone {
+        // chrono's own UTC needs no zone lookups at all.
+        Zone::Named(chrono_tz::UTC | chrono_tz::Tz::Etc__UTC) => {
+            cron.find_next_occurrence(&at, true)
+        }
+        Zone::Named(tz) => cron
+            .find_next_occurrence(&at.with_timezone(&tz), true)
+            .map(|t| t.with_timezone(&Utc)),
+        Zone::Fixed(offset) => cron
+            .find_next_occurrence(&at.with_timezone(&offset), true)
+            .map(|t| t.with_timezone(&Utc)),
+    };
+    found.map_err(|e| describe_cron_error(&e))
+}
+
+/// The first date at or after `date` that passes every date field, or `None` when there is
+/// none within the search bound.
+fn next_date(fields: &FieldSet, mut date: NaiveDate) -> Option<NaiveDate> {
+    let mut examined = 0;
+    while examined < MAX_DATES_EXAMINED {
+        let year = u32::try_from(date.year()).ok()?;
+        let allowed = fields.next_year(year)?;
+        if allowed != year {
+            date = NaiveDate::from_ymd_opt(i32::try_from(allowed).ok()?, 1, 1)?;
+            continue;
+        }
+        if fields.months & (1 << date.month()) == 0 {
+            date = first_of_next_month(date)?;
+            continue;
+        }
+        examined += 1;
+        if fields.date_ok(date) {
+            return Some(date);
+        }
+        date = date.succ_opt()?;
+    }
+    None
+}
+
+fn first_of_next_month(date: NaiveDate) -> Option<NaiveDate> {
+    if date.month() == 12 {
+        NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
+    }
+}
+
+/// The engine: walk matching dates in the zone's calendar, and ask croner for the first
+/// matching time of day on each, so gaps and repeated hours follow croner's rules.
+fn engine_next(
+    fields: &FieldSet,
+    time_of_day: &croner::Cron,
+    zone: Zone,
+    at: DateTime<Utc>,
+) -> std::result::Result<DateTime<Utc>, String> {
+    let never = || "no date matches its day fields before the search limit".to_string();
+    let start_day = at.with_timezone(&zone).date_naive();
+    let mut day = start_day;
+    for _ in 0..MAX_DATES_TRIED {
+        day = next_date(fields, day).ok_or_else(never)?;
+        if day.year() as u32 > fields.max_year() {
+            return Err(never());
+        }
+        let from = if day == start_day {
+            at
+        } else {
+            resolve_wall_time(zone, day.and_time(NaiveTime::MIN)).ok_or_else(never)?
+        };
+        let found = croner_next(time_of_day, zone, from)?;
+        if found.with_timezone(&zone).date_naive() == day {
+            return Ok(found);
+        }
+        day = day.succ_opt().ok_or_else(never)?;
+    }
+    Err(never())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    #[test]
+    fn apscheduler_defaults() {
+        let f = Fields {
+            hour: Some("6".into()),
+            minute: Some("30".into()),
+            ..Fields::default()
+        };
+        assert_eq!(f.defaulted(), ["*", "*", "*", "*", "*", "6", "30", "0"]);
+        let f = Fields {
+            day_of_week: Some("mon-fri".into()),
+            hour: Some("1".into()),
+            ..Fields::default()
+        };
+        assert_eq!(
+            f.defaulted(),
+            ["*", "*", "*", "*", "mon-fri", "1", "0", "0"]
+        );
+        assert_eq!(
+            Fields::default().defaulted(),
+            ["*", "1", "1", "*", "*", "0", "0", "0"]
+        );
+    }
+
+    #[test]
+    fn daily_and_strictly_after_previous() {
+        let c = Cron::new().hour("6").minute("30");
+        let now = utc(2024, 5, 1, 6, 30, 0);
+        assert_eq!(c.next_fire_time(None, now).unwrap(), Some(now));
+        assert_eq!(
+            c.next_fire_time(Some(now), now - TimeDelta::days(3))
+                .unwrap(),
+            Some(utc(2024, 5, 2, 6, 30, 0))
+        );
+    }
+
+    #[test]
+    fn iso_week_uses_engine() {
+        let c = Cron::new().week("15").day_of_week("mon").hour(9);
+        assert!(matches!(c.compiled().unwrap(), Compiled::Engine { .. }));
+        // ISO week 15 of 2024 starts Monday April 8.
+        assert_eq!(
+            c.next_fire_time(None, utc(2024, 1, 1, 0, 0, 0)).unwrap(),
+            Some(utc(2024, 4, 8, 9, 0, 0))
+        );
+    }
+
+    #[test]
+    fn never_fires_is_an_error() {
+        let c = Cron::parse("0 0 30 2 *").unwrap();
+        assert!(matches!(
+            c.next_fire_time(None, utc(2024, 1, 1, 0, 0, 0)),
+            Err(Error::TriggerNeverFires { .. })
+        ));
+    }
+}

@@ -1,0 +1,1113 @@
+//! Conformance table for every trigger kind: (trigger, zone, start instant, expected fire
+//! times). Expected times were worked out by hand from the calendar and the IANA rules (and
+//! checked against Python's zoneinfo), never by running the code under test.
+
+use std::time::{Duration, Instant};
+
+use apsched::trigger::{CalendarInterval, Cron, Date, Interval, Trigger};
+use apsched::{Error, Zone};
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// Marks the end of a trigger: `next_fire_time` gives `Ok(None)`.
+const END: &str = "end";
+
+struct Case {
+    name: &'static str,
+    trigger: Trigger,
+    zone: &'static str,
+    start: &'static str,
+    expect: &'static [&'static str],
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("bad time {s}: {e}"))
+        .with_timezone(&Utc)
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn cron(expr: &str) -> Trigger {
+    Cron::parse(expr)
+        .unwrap_or_else(|e| panic!("{expr}: {e}"))
+        .into()
+}
+
+fn case(
+    name: &'static str,
+    trigger: impl Into<Trigger>,
+    zone: &'static str,
+    start: &'static str,
+    expect: &'static [&'static str],
+) -> Case {
+    Case {
+        name,
+        trigger: trigger.into(),
+        zone,
+        start,
+        expect,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        // ---- APScheduler fields: every expression form ----
+        case(
+            "daily 06:30",
+            Cron::new().hour("6").minute("30"),
+            "UTC",
+            "2024-05-01T12:00:00Z",
+            &[
+                "2024-05-02T06:30:00Z",
+                "2024-05-03T06:30:00Z",
+                "2024-05-04T06:30:00Z",
+            ],
+        ),
+        case(
+            "mon-fri 01:00",
+            Cron::new().day_of_week("mon-fri").hour("1"),
+            "UTC",
+            "2024-05-03T12:00:00Z",
+            &[
+                "2024-05-06T01:00:00Z",
+                "2024-05-07T01:00:00Z",
+                "2024-05-08T01:00:00Z",
+            ],
+        ),
+        case(
+            "numbers as values",
+            Cron::new().hour(6).minute(30u8),
+            "UTC",
+            "2024-05-01T12:00:00Z",
+            &["2024-05-02T06:30:00Z"],
+        ),
+        case(
+            "every two hours a-b/c",
+            Cron::new().hour("0-23/2"),
+            "UTC",
+            "2024-05-01T03:00:00Z",
+            &[
+                "2024-05-01T04:00:00Z",
+                "2024-05-01T06:00:00Z",
+                "2024-05-01T08:00:00Z",
+            ],
+        ),
+        case(
+            "*/a",
+            Cron::new().minute("*/15"),
+            "UTC",
+            "2024-05-01T10:07:00Z",
+            &[
+                "2024-05-01T10:15:00Z",
+                "2024-05-01T10:30:00Z",
+                "2024-05-01T10:45:00Z",
+                "2024-05-01T11:00:00Z",
+            ],
+        ),
+        case(
+            "a-b/c minutes",
+            Cron::new().minute("10-40/15"),
+            "UTC",
+            "2024-05-01T10:00:00Z",
+            &[
+                "2024-05-01T10:10:00Z",
+                "2024-05-01T10:25:00Z",
+                "2024-05-01T10:40:00Z",
+                "2024-05-01T11:10:00Z",
+            ],
+        ),
+        case(
+            "a/c seconds",
+            Cron::new().second("50/5"),
+            "UTC",
+            "2024-05-01T10:00:00Z",
+            &[
+                "2024-05-01T10:00:50Z",
+                "2024-05-01T10:00:55Z",
+                "2024-05-01T10:01:50Z",
+            ],
+        ),
+        case(
+            "* every second",
+            Cron::new().second("*"),
+            "UTC",
+            "2024-05-01T10:00:00.5Z",
+            &["2024-05-01T10:00:01Z", "2024-05-01T10:00:02Z"],
+        ),
+        case(
+            "day list",
+            Cron::new().day("1,15,28").hour("12"),
+            "UTC",
+            "2024-02-10T00:00:00Z",
+            &[
+                "2024-02-15T12:00:00Z",
+                "2024-02-28T12:00:00Z",
+                "2024-03-01T12:00:00Z",
+            ],
+        ),
+        case(
+            "month names",
+            Cron::new().month("jan,jul").day("1"),
+            "UTC",
+            "2024-02-01T00:00:00Z",
+            &[
+                "2024-07-01T00:00:00Z",
+                "2025-01-01T00:00:00Z",
+                "2025-07-01T00:00:00Z",
+            ],
+        ),
+        case(
+            "month range, last day",
+            Cron::new().month("mar-may").day("last"),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-03-31T00:00:00Z",
+                "2024-04-30T00:00:00Z",
+                "2024-05-31T00:00:00Z",
+                "2025-03-31T00:00:00Z",
+            ],
+        ),
+        case(
+            "wrapping weekdays sat-mon",
+            Cron::new().day_of_week("sat-mon").hour("9"),
+            "UTC",
+            "2024-05-01T00:00:00Z",
+            &[
+                "2024-05-04T09:00:00Z",
+                "2024-05-05T09:00:00Z",
+                "2024-05-06T09:00:00Z",
+                "2024-05-11T09:00:00Z",
+            ],
+        ),
+        case(
+            "weekday 0 is sunday",
+            Cron::new().day_of_week("0").hour("8"),
+            "UTC",
+            "2024-05-01T00:00:00Z",
+            &["2024-05-05T08:00:00Z", "2024-05-12T08:00:00Z"],
+        ),
+        case(
+            "weekday 7 is sunday",
+            Cron::new().day_of_week(7).hour("8"),
+            "UTC",
+            "2024-05-01T00:00:00Z",
+            &["2024-05-05T08:00:00Z", "2024-05-12T08:00:00Z"],
+        ),
+        case(
+            "weekdays 5-7",
+            Cron::new().day_of_week("5-7").hour("8"),
+            "UTC",
+            "2024-05-01T00:00:00Z",
+            &[
+                "2024-05-03T08:00:00Z",
+                "2024-05-04T08:00:00Z",
+                "2024-05-05T08:00:00Z",
+                "2024-05-10T08:00:00Z",
+            ],
+        ),
+        case(
+            "year=2009/2 month=1/3 day=5-13",
+            Cron::new().year("2009/2").month("1/3").day("5-13"),
+            "UTC",
+            "2009-01-13T00:00:01Z",
+            &["2009-04-05T00:00:00Z", "2009-04-06T00:00:00Z"],
+        ),
+        case(
+            "year=2009/2 skips 2010",
+            Cron::new().year("2009/2").month("1/3").day("5-13"),
+            "UTC",
+            "2009-10-13T01:00:00Z",
+            &["2011-01-05T00:00:00Z", "2011-01-06T00:00:00Z"],
+        ),
+        case(
+            "last day of a leap february",
+            Cron::new().month("2").day("last"),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-02-29T00:00:00Z",
+                "2025-02-28T00:00:00Z",
+                "2026-02-28T00:00:00Z",
+                "2027-02-28T00:00:00Z",
+                "2028-02-29T00:00:00Z",
+            ],
+        ),
+        case(
+            "4th wed",
+            Cron::new().day("4th wed"),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-24T00:00:00Z",
+                "2024-02-28T00:00:00Z",
+                "2024-03-27T00:00:00Z",
+            ],
+        ),
+        case(
+            "last fri",
+            Cron::new().day("last fri").hour(18),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-26T18:00:00Z",
+                "2024-02-23T18:00:00Z",
+                "2024-03-29T18:00:00Z",
+            ],
+        ),
+        case(
+            "ISO week 15 on monday",
+            Cron::new().week("15").day_of_week("mon"),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-04-08T00:00:00Z",
+                "2025-04-07T00:00:00Z",
+                "2026-04-06T00:00:00Z",
+            ],
+        ),
+        case(
+            "ISO week 1 spans new year",
+            Cron::new().week(1),
+            "UTC",
+            "2024-12-29T00:00:00Z",
+            &[
+                "2024-12-30T00:00:00Z",
+                "2024-12-31T00:00:00Z",
+                "2025-01-01T00:00:00Z",
+            ],
+        ),
+        case(
+            "1st mon or last day",
+            Cron::new().day("1st mon,last"),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-01T00:00:00Z",
+                "2024-01-31T00:00:00Z",
+                "2024-02-05T00:00:00Z",
+                "2024-02-29T00:00:00Z",
+            ],
+        ),
+        case(
+            "day and day_of_week: both match",
+            Cron::new().day("1-7").day_of_week("mon"),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-01T00:00:00Z",
+                "2024-02-05T00:00:00Z",
+                "2024-03-04T00:00:00Z",
+            ],
+        ),
+        case(
+            "no field: january 1st",
+            Cron::new(),
+            "UTC",
+            "2024-05-01T00:00:00Z",
+            &["2025-01-01T00:00:00Z", "2026-01-01T00:00:00Z"],
+        ),
+        case(
+            "fields end bound",
+            Cron::new().hour("12").end(t("2024-05-03T12:00:00Z")),
+            "UTC",
+            "2024-05-01T13:00:00Z",
+            &["2024-05-02T12:00:00Z", "2024-05-03T12:00:00Z", END],
+        ),
+        case(
+            "fields start bound",
+            Cron::new().hour("12").start(t("2024-06-01T00:00:00Z")),
+            "UTC",
+            "2024-05-01T13:00:00Z",
+            &["2024-06-01T12:00:00Z"],
+        ),
+        // ---- crontab strings ----
+        case(
+            "crontab 5 fields",
+            cron("30 6 * * *"),
+            "UTC",
+            "2024-05-01T12:00:00Z",
+            &["2024-05-02T06:30:00Z", "2024-05-03T06:30:00Z"],
+        ),
+        case(
+            "crontab 6 fields, seconds first",
+            cron("*/20 * * * * *"),
+            "UTC",
+            "2024-05-01T10:00:05Z",
+            &[
+                "2024-05-01T10:00:20Z",
+                "2024-05-01T10:00:40Z",
+                "2024-05-01T10:01:00Z",
+            ],
+        ),
+        case(
+            "crontab 7 fields, year last",
+            cron("0 0 12 1 1 * 2030"),
+            "UTC",
+            "2029-06-01T00:00:00Z",
+            &["2030-01-01T12:00:00Z", END],
+        ),
+        case(
+            "crontab day or weekday (Vixie)",
+            cron("0 0 1-7 * 1"),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-01T00:00:00Z",
+                "2024-01-02T00:00:00Z",
+                "2024-01-03T00:00:00Z",
+            ],
+        ),
+        case(
+            "crontab day and weekday (+)",
+            cron("0 0 1-7 * +1"),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-01T00:00:00Z",
+                "2024-02-05T00:00:00Z",
+                "2024-03-04T00:00:00Z",
+            ],
+        ),
+        case(
+            "@hourly",
+            cron("@hourly"),
+            "UTC",
+            "2024-05-01T10:30:00Z",
+            &["2024-05-01T11:00:00Z", "2024-05-01T12:00:00Z"],
+        ),
+        case(
+            "@daily",
+            cron("@daily"),
+            "UTC",
+            "2024-05-01T10:30:00Z",
+            &["2024-05-02T00:00:00Z", "2024-05-03T00:00:00Z"],
+        ),
+        case(
+            "@weekly is sunday",
+            cron("@weekly"),
+            "UTC",
+            "2024-05-01T10:30:00Z",
+            &["2024-05-05T00:00:00Z", "2024-05-12T00:00:00Z"],
+        ),
+        case(
+            "@monthly",
+            cron("@monthly"),
+            "UTC",
+            "2024-05-01T10:30:00Z",
+            &["2024-06-01T00:00:00Z", "2024-07-01T00:00:00Z"],
+        ),
+        case(
+            "@yearly",
+            cron("@yearly"),
+            "UTC",
+            "2024-05-01T10:30:00Z",
+            &["2025-01-01T00:00:00Z", "2026-01-01T00:00:00Z"],
+        ),
+        case(
+            "crontab L",
+            cron("0 0 L * *"),
+            "UTC",
+            "2024-02-01T00:00:00Z",
+            &[
+                "2024-02-29T00:00:00Z",
+                "2024-03-31T00:00:00Z",
+                "2024-04-30T00:00:00Z",
+            ],
+        ),
+        case(
+            "crontab W",
+            cron("0 0 15W * *"),
+            "UTC",
+            "2024-06-01T00:00:00Z",
+            &[
+                "2024-06-14T00:00:00Z",
+                "2024-07-15T00:00:00Z",
+                "2024-08-15T00:00:00Z",
+                "2024-09-16T00:00:00Z",
+            ],
+        ),
+        case(
+            "crontab #",
+            cron("0 0 * * 1#2"),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-08T00:00:00Z",
+                "2024-02-12T00:00:00Z",
+                "2024-03-11T00:00:00Z",
+            ],
+        ),
+        case(
+            "crontab 5L",
+            cron("0 18 * * 5L"),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-26T18:00:00Z",
+                "2024-02-23T18:00:00Z",
+                "2024-03-29T18:00:00Z",
+            ],
+        ),
+        case(
+            "crontab ?",
+            cron("0 0 1 * ?"),
+            "UTC",
+            "2024-01-15T00:00:00Z",
+            &["2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z"],
+        ),
+        case(
+            "crontab names",
+            cron("0 9 * jan-mar mon-fri"),
+            "UTC",
+            "2024-03-29T10:00:00Z",
+            &[
+                "2025-01-01T09:00:00Z",
+                "2025-01-02T09:00:00Z",
+                "2025-01-03T09:00:00Z",
+                "2025-01-06T09:00:00Z",
+            ],
+        ),
+        case(
+            "crontab 7 is sunday",
+            cron("0 0 * * 7"),
+            "UTC",
+            "2024-05-01T00:00:00Z",
+            &["2024-05-05T00:00:00Z", "2024-05-12T00:00:00Z"],
+        ),
+        case(
+            "crontab end bound",
+            Cron::parse("0 12 * * *")
+                .unwrap()
+                .end(t("2024-05-02T12:00:00Z")),
+            "UTC",
+            "2024-05-01T13:00:00Z",
+            &["2024-05-02T12:00:00Z", END],
+        ),
+        // ---- daylight saving: fixed times and wildcard hours ----
+        case(
+            "New York gap, fixed 02:30",
+            cron("30 2 * * *"),
+            "America/New_York",
+            "2024-03-09T05:00:00Z",
+            &[
+                "2024-03-09T02:30:00-05:00",
+                "2024-03-10T03:00:00-04:00",
+                "2024-03-11T02:30:00-04:00",
+            ],
+        ),
+        case(
+            "New York gap, fields 02:30",
+            Cron::new().hour(2).minute(30),
+            "America/New_York",
+            "2024-03-09T05:00:00Z",
+            &[
+                "2024-03-09T02:30:00-05:00",
+                "2024-03-10T03:00:00-04:00",
+                "2024-03-11T02:30:00-04:00",
+            ],
+        ),
+        case(
+            "New York fold, fixed 01:30 once",
+            cron("30 1 * * *"),
+            "America/New_York",
+            "2024-11-02T12:00:00Z",
+            &["2024-11-03T01:30:00-04:00", "2024-11-04T01:30:00-05:00"],
+        ),
+        case(
+            "New York fold, wildcard hour twice",
+            cron("30 * * * *"),
+            "America/New_York",
+            "2024-11-03T04:00:00Z",
+            &[
+                "2024-11-03T00:30:00-04:00",
+                "2024-11-03T01:30:00-04:00",
+                "2024-11-03T01:30:00-05:00",
+                "2024-11-03T02:30:00-05:00",
+            ],
+        ),
+        case(
+            "New York gap, wildcard hour skips",
+            cron("30 * * * *"),
+            "America/New_York",
+            "2024-03-10T05:00:00Z",
+            &[
+                "2024-03-10T00:30:00-05:00",
+                "2024-03-10T01:30:00-05:00",
+                "2024-03-10T03:30:00-04:00",
+                "2024-03-10T04:30:00-04:00",
+            ],
+        ),
+        case(
+            "London gap, fixed 01:30",
+            cron("30 1 * * *"),
+            "Europe/London",
+            "2024-03-30T12:00:00Z",
+            &["2024-03-31T02:00:00+01:00", "2024-04-01T01:30:00+01:00"],
+        ),
+        case(
+            "London fold, fixed 01:30",
+            cron("30 1 * * *"),
+            "Europe/London",
+            "2024-10-26T12:00:00Z",
+            &["2024-10-27T01:30:00+01:00", "2024-10-28T01:30:00+00:00"],
+        ),
+        case(
+            "Berlin gap, fixed 02:30",
+            cron("30 2 * * *"),
+            "Europe/Berlin",
+            "2024-03-30T12:00:00Z",
+            &["2024-03-31T03:00:00+02:00", "2024-04-01T02:30:00+02:00"],
+        ),
+        case(
+            "Berlin fold, fixed 02:30",
+            cron("30 2 * * *"),
+            "Europe/Berlin",
+            "2024-10-26T12:00:00Z",
+            &["2024-10-27T02:30:00+02:00", "2024-10-28T02:30:00+01:00"],
+        ),
+        case(
+            "Berlin fold, wildcard hour",
+            cron("0,30 * * * *"),
+            "Europe/Berlin",
+            "2024-10-27T00:00:00Z",
+            &[
+                "2024-10-27T02:00:00+02:00",
+                "2024-10-27T02:30:00+02:00",
+                "2024-10-27T02:00:00+01:00",
+                "2024-10-27T02:30:00+01:00",
+                "2024-10-27T03:00:00+01:00",
+            ],
+        ),
+        case(
+            "Helsinki gap, fixed 03:30",
+            cron("30 3 * * *"),
+            "Europe/Helsinki",
+            "2024-03-30T12:00:00Z",
+            &["2024-03-31T04:00:00+03:00", "2024-04-01T03:30:00+03:00"],
+        ),
+        case(
+            "Helsinki fold, fixed 03:30",
+            cron("30 3 * * *"),
+            "Europe/Helsinki",
+            "2024-10-26T12:00:00Z",
+            &["2024-10-27T03:30:00+03:00", "2024-10-28T03:30:00+02:00"],
+        ),
+        case(
+            "Sydney gap (October), fixed 02:30",
+            cron("30 2 * * *"),
+            "Australia/Sydney",
+            "2024-10-05T00:00:00Z",
+            &["2024-10-06T03:00:00+11:00", "2024-10-07T02:30:00+11:00"],
+        ),
+        case(
+            "Sydney fold (April), fixed 02:30",
+            cron("30 2 * * *"),
+            "Australia/Sydney",
+            "2024-04-06T00:00:00Z",
+            &["2024-04-07T02:30:00+11:00", "2024-04-08T02:30:00+10:00"],
+        ),
+        case(
+            "Lord Howe 30-minute gap",
+            cron("15 2 * * *"),
+            "Australia/Lord_Howe",
+            "2024-10-05T00:00:00Z",
+            &["2024-10-06T02:30:00+11:00", "2024-10-07T02:15:00+11:00"],
+        ),
+        case(
+            "Lord Howe 30-minute fold, fixed",
+            cron("45 1 * * *"),
+            "Australia/Lord_Howe",
+            "2024-04-06T00:00:00Z",
+            &["2024-04-07T01:45:00+11:00", "2024-04-08T01:45:00+10:30"],
+        ),
+        case(
+            "Lord Howe 30-minute fold, wildcard",
+            cron("15,45 * * * *"),
+            "Australia/Lord_Howe",
+            "2024-04-06T14:00:00Z",
+            &[
+                "2024-04-06T14:15:00Z",
+                "2024-04-06T14:45:00Z",
+                "2024-04-06T15:15:00Z",
+                "2024-04-06T15:45:00Z",
+            ],
+        ),
+        case(
+            "Chatham 45-minute offset gap",
+            cron("0 3 * * *"),
+            "Pacific/Chatham",
+            "2024-09-28T00:00:00Z",
+            &["2024-09-29T03:45:00+13:45", "2024-09-30T03:00:00+13:45"],
+        ),
+        case(
+            "Chatham winter",
+            cron("0 9 * * *"),
+            "Pacific/Chatham",
+            "2024-06-30T00:00:00Z",
+            &["2024-06-30T20:15:00Z", "2024-07-01T20:15:00Z"],
+        ),
+        case(
+            "Shanghai, no DST",
+            Cron::new().hour(6).minute(30),
+            "Asia/Shanghai",
+            "2024-03-09T00:00:00Z",
+            &[
+                "2024-03-09T22:30:00Z",
+                "2024-03-10T22:30:00Z",
+                "2024-03-11T22:30:00Z",
+            ],
+        ),
+        case(
+            "Nuuk gap at midnight, fixed 23:30",
+            cron("30 23 * * *"),
+            "America/Nuuk",
+            "2024-03-29T12:00:00Z",
+            &[
+                "2024-03-29T23:30:00-02:00",
+                "2024-03-31T00:00:00-01:00",
+                "2024-03-31T23:30:00-01:00",
+            ],
+        ),
+        case(
+            "Nuuk fold before midnight, fixed 23:30",
+            cron("30 23 * * *"),
+            "America/Nuuk",
+            "2024-10-26T12:00:00Z",
+            &["2024-10-26T23:30:00-01:00", "2024-10-27T23:30:00-02:00"],
+        ),
+        case(
+            "fixed offset zone",
+            cron("0 9 * * *"),
+            "+05:30",
+            "2024-05-01T00:00:00Z",
+            &["2024-05-01T03:30:00Z", "2024-05-02T03:30:00Z"],
+        ),
+        // ---- calendar intervals ----
+        case(
+            "month end keeps day 31",
+            CalendarInterval::months(1)
+                .at(9, 0, 0)
+                .start_date(date(2024, 1, 31)),
+            "Europe/Berlin",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-31T09:00:00+01:00",
+                "2024-03-31T09:00:00+02:00",
+                "2024-05-31T09:00:00+02:00",
+                "2024-07-31T09:00:00+02:00",
+            ],
+        ),
+        case(
+            "daily across a gap",
+            CalendarInterval::days(1)
+                .at(2, 30, 0)
+                .start_date(date(2024, 3, 9)),
+            "America/New_York",
+            "2024-03-09T00:00:00Z",
+            &[
+                "2024-03-09T02:30:00-05:00",
+                "2024-03-10T03:00:00-04:00",
+                "2024-03-11T02:30:00-04:00",
+            ],
+        ),
+        case(
+            "daily across a fold",
+            CalendarInterval::days(1)
+                .at(1, 30, 0)
+                .start_date(date(2024, 11, 2)),
+            "America/New_York",
+            "2024-11-02T00:00:00Z",
+            &[
+                "2024-11-02T01:30:00-04:00",
+                "2024-11-03T01:30:00-04:00",
+                "2024-11-04T01:30:00-05:00",
+            ],
+        ),
+        case(
+            "yearly from february 29",
+            CalendarInterval::years(1).start_date(date(2024, 2, 29)),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-02-29T00:00:00Z",
+                "2028-02-29T00:00:00Z",
+                "2032-02-29T00:00:00Z",
+            ],
+        ),
+        case(
+            "every two weeks",
+            CalendarInterval::weeks(2)
+                .at(12, 0, 0)
+                .start_date(date(2024, 1, 1)),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-01T12:00:00Z",
+                "2024-01-15T12:00:00Z",
+                "2024-01-29T12:00:00Z",
+            ],
+        ),
+        case(
+            "quarterly in Shanghai",
+            CalendarInterval::months(3)
+                .at(8, 0, 0)
+                .start_date(date(2024, 1, 15)),
+            "Asia/Shanghai",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-15T00:00:00Z",
+                "2024-04-15T00:00:00Z",
+                "2024-07-15T00:00:00Z",
+            ],
+        ),
+        case(
+            "months and days combined",
+            CalendarInterval::new(0, 1, 0, 1).start_date(date(2024, 1, 10)),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &[
+                "2024-01-10T00:00:00Z",
+                "2024-02-11T00:00:00Z",
+                "2024-03-12T00:00:00Z",
+            ],
+        ),
+        case(
+            "calendar end bound",
+            CalendarInterval::days(1)
+                .start_date(date(2024, 1, 1))
+                .end(t("2024-01-03T00:00:00Z")),
+            "UTC",
+            "2023-12-01T00:00:00Z",
+            &[
+                "2024-01-01T00:00:00Z",
+                "2024-01-02T00:00:00Z",
+                "2024-01-03T00:00:00Z",
+                END,
+            ],
+        ),
+        case(
+            "calendar start instant",
+            CalendarInterval::days(1)
+                .at(6, 0, 0)
+                .start(t("2024-01-01T07:00:00Z")),
+            "UTC",
+            "2023-12-01T00:00:00Z",
+            &["2024-01-02T06:00:00Z", "2024-01-03T06:00:00Z"],
+        ),
+        case(
+            "calendar in the leap day gap year",
+            CalendarInterval::years(4).start_date(date(2096, 2, 29)),
+            "UTC",
+            "2096-03-01T00:00:00Z",
+            &["2104-02-29T00:00:00Z"],
+        ),
+        // ---- interval and date ----
+        case(
+            "every 6 hours",
+            Interval::hours(6).start(t("2024-01-01T00:00:00Z")),
+            "UTC",
+            "2024-01-01T01:00:00Z",
+            &["2024-01-01T06:00:00Z", "2024-01-01T12:00:00Z"],
+        ),
+        case(
+            "interval counts elapsed time across a gap",
+            Interval::hours(24).start(t("2024-03-09T12:00:00-05:00")),
+            "America/New_York",
+            "2024-03-09T00:00:00Z",
+            &["2024-03-09T12:00:00-05:00", "2024-03-10T13:00:00-04:00"],
+        ),
+        case(
+            "date once",
+            Date::at(t("2030-08-01T15:30:00Z")),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &["2030-08-01T15:30:00Z", END],
+        ),
+        // ---- combinations ----
+        case(
+            "or of two times",
+            Trigger::or([cron("0 9 * * *"), cron("0 17 * * *")]),
+            "UTC",
+            "2024-05-01T10:00:00Z",
+            &[
+                "2024-05-01T17:00:00Z",
+                "2024-05-02T09:00:00Z",
+                "2024-05-02T17:00:00Z",
+            ],
+        ),
+        case(
+            "or shares instants once",
+            Trigger::or([cron("0 * * * *"), cron("0 */2 * * *")]),
+            "UTC",
+            "2024-05-01T10:30:00Z",
+            &[
+                "2024-05-01T11:00:00Z",
+                "2024-05-01T12:00:00Z",
+                "2024-05-01T13:00:00Z",
+            ],
+        ),
+        case(
+            "and: even hours on mondays",
+            Trigger::and([
+                Trigger::from(Interval::hours(2).start(t("2024-01-01T00:00:00Z"))),
+                Cron::new().day_of_week("mon").hour("*").into(),
+            ]),
+            "UTC",
+            "2024-01-06T00:00:00Z",
+            &[
+                "2024-01-08T00:00:00Z",
+                "2024-01-08T02:00:00Z",
+                "2024-01-08T04:00:00Z",
+            ],
+        ),
+        case(
+            "and within the threshold fires at the latest",
+            Trigger::and([
+                Trigger::from(Interval::minutes(5).start(t("2024-01-01T00:00:00.4Z"))),
+                cron("0 * * * *"),
+            ]),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &["2024-01-01T00:00:00.4Z", "2024-01-01T01:00:00.4Z"],
+        ),
+        case(
+            "and ends with a child",
+            Trigger::and([
+                Trigger::from(Date::at(t("2024-01-01T10:00:00Z"))),
+                cron("0 * * * *"),
+            ]),
+            "UTC",
+            "2024-01-01T00:00:00Z",
+            &["2024-01-01T10:00:00Z", END],
+        ),
+    ]
+}
+
+#[test]
+fn conformance_table() {
+    let cases = cases();
+    assert!(cases.len() >= 60, "only {} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in cases {
+        let zone = Zone::parse(case.zone).unwrap();
+        let start = t(case.start);
+        let trigger = match case.trigger.prepared(zone, start) {
+            Ok(trigger) => trigger,
+            Err(e) => {
+                failures.push(format!("{}: prepare failed: {e}", case.name));
+                continue;
+            }
+        };
+        let mut previous = None;
+        let mut got = Vec::new();
+        for _ in case.expect {
+            match trigger.next_fire_time(previous, start) {
+                Ok(Some(next)) => {
+                    got.push(next.to_rfc3339());
+                    previous = Some(next);
+                }
+                Ok(None) => {
+                    got.push(END.to_string());
+                    break;
+                }
+                Err(e) => {
+                    got.push(format!("error: {e}"));
+                    break;
+                }
+            }
+        }
+        let expect: Vec<String> = case
+            .expect
+            .iter()
+            .map(|e| {
+                if *e == END {
+                    END.to_string()
+                } else {
+                    t(e).to_rfc3339()
+                }
+            })
+            .collect();
+        if got != expect {
+            failures.push(format!(
+                "{} ({}):\n  expected {expect:?}\n  got      {got:?}",
+                case.name, case.zone
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn never_matching_pattern_is_an_error_quickly() {
+    let started = Instant::now();
+    for expr in ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 0 30 2 * *"] {
+        let trigger: Trigger = cron(expr);
+        let trigger = trigger
+            .prepared(Zone::UTC, t("2024-01-01T00:00:00Z"))
+            .unwrap();
+        let got = trigger.next_fire_time(None, t("2024-01-01T00:00:00Z"));
+        assert!(
+            matches!(got, Err(Error::TriggerNeverFires { .. })),
+            "{expr}: {got:?}"
+        );
+    }
+    let fields: Trigger = Cron::new().month("2").day("30").into();
+    assert!(matches!(
+        fields.next_fire_time(None, t("2024-01-01T00:00:00Z")),
+        Err(Error::TriggerNeverFires { .. })
+    ));
+    let week: Trigger = Cron::new().week("1").month("6").into();
+    assert!(matches!(
+        week.next_fire_time(None, t("2024-01-01T00:00:00Z")),
+        Err(Error::TriggerNeverFires { .. })
+    ));
+    let apart = Trigger::and([
+        Interval::hours(2).start(t("2024-01-01T00:00:00Z")),
+        Interval::hours(2).start(t("2024-01-01T01:00:00Z")),
+    ]);
+    assert!(matches!(
+        apart.next_fire_time(None, t("2024-01-01T00:00:00Z")),
+        Err(Error::TriggerNeverFires { .. })
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn fire_time_at_or_after_skips_without_enumerating() {
+    let far = t("2034-06-15T12:00:00Z");
+    let calendar: Trigger = CalendarInterval::days(1)
+        .start_date(date(2024, 1, 1))
+        .timezone(Zone::UTC)
+        .into();
+    assert_eq!(
+        calendar.fire_time_at_or_after(far).unwrap(),
+        Some(t("2034-06-16T00:00:00Z"))
+    );
+    let monthly: Trigger = CalendarInterval::months(1)
+        .start_date(date(2024, 1, 31))
+        .timezone(Zone::UTC)
+        .into();
+    assert_eq!(
+        monthly.fire_time_at_or_after(far).unwrap(),
+        Some(t("2034-07-31T00:00:00Z"))
+    );
+    let cron: Trigger = Cron::new().hour(6).timezone(Zone::UTC).into();
+    assert_eq!(
+        cron.fire_time_at_or_after(far).unwrap(),
+        Some(t("2034-06-16T06:00:00Z"))
+    );
+}
+
+/// (trigger, field, value) for every kind of bad input.
+#[test]
+fn bad_inputs_name_field_and_value() {
+    let now = t("2024-01-01T00:00:00Z");
+    let bad_fields: Vec<(Cron, &str, &str)> = vec![
+        (Cron::new().hour("25"), "hour", "25"),
+        (Cron::new().minute("60"), "minute", "60"),
+        (Cron::new().second("-1"), "second", "-1"),
+        (Cron::new().day("32"), "day", "32"),
+        (Cron::new().day("0"), "day", "0"),
+        (Cron::new().month("13"), "month", "13"),
+        (Cron::new().month("foo"), "month", "foo"),
+        (Cron::new().day_of_week("8"), "day_of_week", "8"),
+        (Cron::new().day_of_week("funday"), "day_of_week", "funday"),
+        (Cron::new().week("54"), "week", "54"),
+        (Cron::new().week("0"), "week", "0"),
+        (Cron::new().year("1969"), "year", "1969"),
+        (Cron::new().year("10000"), "year", "10000"),
+        (Cron::new().minute("*/0"), "minute", "*/0"),
+        (Cron::new().hour("5-2"), "hour", "5-2"),
+        (Cron::new().day("6th mon"), "day", "6th mon"),
+        (Cron::new().day("last xyz"), "day", "last xyz"),
+        (Cron::new().hour(""), "hour", ""),
+        (Cron::new().hour("1,,2"), "hour", "1,,2"),
+    ];
+    for (cron, field, value) in bad_fields {
+        let got = Trigger::from(cron).prepared(Zone::UTC, now);
+        match got {
+            Err(Error::InvalidCronField {
+                field: f, value: v, ..
+            }) => assert_eq!((f, v.as_str()), (field, value)),
+            other => panic!("{field}={value}: {other:?}"),
+        }
+    }
+    let e = Trigger::from(Cron::new().hour("25"))
+        .prepared(Zone::UTC, now)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid cron field 'hour': value '25' is out of range 0-23"
+    );
+    for expr in [
+        "0 25 * * *",
+        "",
+        "* * *",
+        "61 * * * *",
+        "* * * * * * * *",
+        "0 0 * * mon-",
+    ] {
+        match Cron::parse(expr) {
+            Err(Error::InvalidCronField { field, value, .. }) => {
+                assert_eq!((field, value.as_str()), ("expression", expr))
+            }
+            other => panic!("{expr:?}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        Zone::parse("Mars/Olympus_Mons"),
+        Err(Error::UnknownTimeZone("Mars/Olympus_Mons".into()))
+    );
+    let invalid = |t: Trigger, field: &str| match t.prepared(Zone::UTC, now) {
+        Err(Error::InvalidTrigger { field: f, .. }) => assert_eq!(f, field),
+        other => panic!("{field}: {other:?}"),
+    };
+    invalid(CalendarInterval::days(1).at(24, 0, 0).into(), "hour");
+    invalid(CalendarInterval::days(1).at(0, 60, 0).into(), "minute");
+    invalid(CalendarInterval::new(0, 0, 0, 0).into(), "interval");
+    invalid(
+        Cron::new()
+            .hour(1)
+            .start(t("2024-02-01T00:00:00Z"))
+            .end(t("2024-01-01T00:00:00Z"))
+            .into(),
+        "end_date",
+    );
+    invalid(Trigger::or(Vec::<Trigger>::new()), "triggers");
+}
+
+#[test]
+fn triggers_round_trip_through_json_and_recompile() {
+    let now = t("2024-05-01T12:00:00Z");
+    let berlin = Zone::parse("Europe/Berlin").unwrap();
+    let trigger = Trigger::or([
+        Trigger::from(Cron::new().week("15").day_of_week("mon").hour(9)),
+        cron("0 0 L * *"),
+        Trigger::from(CalendarInterval::months(1).at(9, 0, 0)),
+        Trigger::and_within(
+            Duration::from_secs(5),
+            [
+                Trigger::from(Interval::hours(2).start(now)),
+                Trigger::from(Cron::new().day("4th wed").hour("*")),
+            ],
+        ),
+    ])
+    .prepared(berlin, now)
+    .unwrap();
+    let json = serde_json::to_string(&trigger).unwrap();
+    let back: Trigger = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, trigger);
+    let mut previous = None;
+    for _ in 0..10 {
+        let a = trigger.next_fire_time(previous, now).unwrap();
+        assert_eq!(back.next_fire_time(previous, now).unwrap(), a);
+        previous = a;
+    }
+}
