@@ -308,7 +308,7 @@ impl CalendarInterval {
                     break;
                 };
                 if instant >= at {
-                    return Ok(Some(instant).filter(|i| self.end.map_or(true, |end| *i <= end)));
+                    return Ok(Some(instant).filter(|i| self.end.is_none_or(|end| *i <= end)));
                 }
             } else if self.date_of_unbounded(anchor, k) {
                 break;

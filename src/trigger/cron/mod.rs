@@ -136,7 +136,7 @@ impl Fields {
         let least = given.iter().rposition(Option::is_some);
         std::array::from_fn(|i| match given[i] {
             Some(expr) => expr,
-            None if least.map_or(true, |least| i > least) => FieldName::ALL[i].default_below(),
+            None if least.is_none_or(|least| i > least) => FieldName::ALL[i].default_below(),
             None => "*",
         })
     }
@@ -463,7 +463,7 @@ impl Cron {
             Compiled::Never(reason) => Err(reason.clone()),
         };
         match next {
-            Ok(next) => Ok(Some(next).filter(|n| self.end.map_or(true, |end| *n <= end))),
+            Ok(next) => Ok(Some(next).filter(|n| self.end.is_none_or(|end| *n <= end))),
             // The pattern has no time left before the search limit; an end bound, or a year
             // field whose last year has come, makes that an ordinary finish.
             Err(_) if !matches!(compiled, Compiled::Never(_)) && self.end.is_some() => Ok(None),
