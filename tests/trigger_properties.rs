@@ -168,12 +168,12 @@ proptest! {
         let got = trigger.next_fire_time(None, at).unwrap();
         match expected {
             Some(expected) => prop_assert_eq!(got, Some(expected), "{}", pattern.text()),
-            None => prop_assert!(got.map_or(true, |g| g > at + window), "{}", pattern.text()),
+            None => prop_assert!(got.is_none_or(|g| g > at + window), "{}", pattern.text()),
         }
         if let Some(got) = got {
             prop_assert!(got >= at);
             let after = trigger.next_fire_time(Some(got), at).unwrap();
-            prop_assert!(after.map_or(true, |a| a > got));
+            prop_assert!(after.is_none_or(|a| a > got));
         }
     }
 }
@@ -269,11 +269,12 @@ impl FieldApi {
     fn matches(&self, t: NaiveDateTime) -> bool {
         self.month
             .as_ref()
-            .map_or(true, |m| m.values.contains(&t.month()))
-            && self.day.as_ref().map_or(true, |(_, f)| f(t))
-            && self.dow.as_ref().map_or(true, |w| {
-                w.values.contains(&t.weekday().num_days_from_sunday())
-            })
+            .is_none_or(|m| m.values.contains(&t.month()))
+            && self.day.as_ref().is_none_or(|(_, f)| f(t))
+            && self
+                .dow
+                .as_ref()
+                .is_none_or(|w| w.values.contains(&t.weekday().num_days_from_sunday()))
             && self.hour.values.contains(&t.hour())
             && self.minute.values.contains(&t.minute())
             && self.second.values.contains(&t.second())
@@ -299,7 +300,7 @@ proptest! {
         };
         match expected {
             Some(expected) => prop_assert_eq!(got, Some(expected), "{:?}", api.cron()),
-            None => prop_assert!(got.map_or(true, |g| g > at + window)),
+            None => prop_assert!(got.is_none_or(|g| g > at + window)),
         }
     }
 }
