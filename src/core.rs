@@ -14,6 +14,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,14 +27,14 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::job::{JobContext, Name, Run, RunResult, Task, TaskBody};
+use crate::job::{JobContext, Name, RunResult, Task, TaskBody};
 use crate::scheduler::{Index, Shared};
 use crate::trigger::Trigger;
 use crate::{Error, Event, Job, JobId, JobOptions, Result, Scheduler, SchedulerState};
 
-/// How many due runs the core handles before it looks at its channel again, so a huge backlog
-/// (a clock jumped far forward with `coalesce` off) never starves callers.
-const DUE_BATCH: usize = 4096;
+/// How many due runs the core handles before it yields: callers are answered and the worker
+/// runs some of the jobs just spawned even while thousands fall due at once.
+const DUE_BATCH: usize = 256;
 /// How many queued commands the core takes in one go.
 const COMMAND_BATCH: usize = 1024;
 
@@ -231,15 +232,17 @@ impl Jobs {
         slot.entry = Some(entry);
     }
 
-    fn remove(&mut self, key: u64) -> Option<Entry> {
+    /// Drops the entry in place (it is large: moving it out costs) and returns its id.
+    fn remove(&mut self, key: u64) -> Option<JobId> {
         let (index, generation) = split_key(key);
         let slot = self.slots.get_mut(index)?;
         if slot.generation != generation {
             return None;
         }
-        let entry = slot.entry.take()?;
+        let id = slot.entry.as_ref()?.id.clone();
+        slot.entry = None;
         self.len -= 1;
-        Some(entry)
+        Some(id)
     }
 
     fn iter(&self) -> impl Iterator<Item = (u64, &Entry)> {
@@ -423,9 +426,10 @@ impl Core {
                         self.finished(done);
                     }
                 }
-                // More due runs than one batch: go round again without a timer, which would
-                // round up to the next millisecond.
-                () = std::future::ready(()), if backlog => {}
+                // More due runs than one batch: let this worker run some of the jobs just
+                // spawned, then go round again (not through the timer, which would round up to
+                // the next millisecond).
+                () = tokio::task::yield_now(), if backlog => {}
                 () = &mut sleep, if !backlog => armed = None,
                 () = sleep_until_opt(shutdown_deadline) => {
                     // Give up waiting: cancel what still runs; the runs end at their next await.
@@ -481,7 +485,11 @@ impl Core {
     /// Handles due jobs, at most one batch; returns whether more are due.
     fn run_due(&mut self, now: DateTime<Utc>) -> bool {
         let now_us = now.timestamp_micros();
-        for _ in 0..DUE_BATCH {
+        let batch: usize = std::env::var("XB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DUE_BATCH);
+        for _ in 0..batch {
             let Some(Reverse(due)) = self.heap.peek().copied() else {
                 return false;
             };
@@ -600,45 +608,29 @@ impl Core {
         entry.running += 1;
         self.in_flight += 1;
         self.shared.running.store(self.in_flight, Ordering::Relaxed);
-        let ctx = JobContext {
-            id: entry.id.clone(),
-            name: match &entry.name {
-                Some(name) => Name::Shared(Arc::clone(name)),
-                None => Name::Static(entry.task.name()),
-            },
-            scheduled_run_time: scheduled,
-            env: Arc::clone(&self.env),
-        };
         let span = tracing::info_span!(
             "apsched.job",
             job.id = %entry.id,
             job.name = entry.name(),
             scheduled = %scheduled
         );
-        let run = entry.task.run(ctx);
         self.shared.emit(|| Event::JobSubmitted {
             job_id: entry.id.clone(),
             scheduled_run_time: scheduled,
         });
-        let mut completion = Completion {
-            env: Arc::clone(&self.env),
-            key,
-            id: entry.id.clone(),
-            scheduled,
-            started: Instant::now(),
-            result: None,
+        let launch = Launch {
+            completion: Completion {
+                env: Arc::clone(&self.env),
+                key,
+                id: entry.id.clone(),
+                scheduled,
+                started: Instant::now(),
+                result: None,
+            },
+            span,
+            name: entry.name.clone(),
         };
-        let job = async move {
-            let env = &completion.env;
-            let result = tokio::select! {
-                // The run first: a run that ends at once never registers with the token.
-                biased;
-                result = execute(run, &env.blocking_permits) => result,
-                () = env.cancel.cancelled() => Err("cancelled: the scheduler shut down before the run ended".to_string()),
-            };
-            completion.finish(result);
-        };
-        tokio::spawn(job.instrument(span));
+        entry.task.start(launch);
     }
 
     fn finished(&mut self, done: RunDone) {
@@ -678,9 +670,9 @@ impl Core {
     /// Takes a job out of the table, and out of the index unless the id already names a
     /// newer job; its key's slot is free for reuse from then on.
     fn remove_entry(&mut self, key: u64) {
-        if let Some(entry) = self.jobs.remove(key) {
-            self.shared.index().release(key, &entry.id);
-            self.shared.emit(|| Event::JobRemoved { job_id: entry.id });
+        if let Some(id) = self.jobs.remove(key) {
+            self.shared.index().release(key, &id);
+            self.shared.emit(|| Event::JobRemoved { job_id: id });
         }
     }
 
@@ -703,8 +695,8 @@ impl Core {
             Command::RemoveAll { reply } => {
                 let mut index = self.shared.index();
                 for key in self.jobs.keys() {
-                    if let Some(entry) = self.jobs.remove(key) {
-                        index.release(key, &entry.id);
+                    if let Some(id) = self.jobs.remove(key) {
+                        index.release(key, &id);
                     }
                 }
                 drop(index);
@@ -753,8 +745,8 @@ impl Core {
                 return;
             }
             if let Some(old) = replaces {
-                if let Some(old_entry) = self.jobs.remove(old) {
-                    index.release(old, &old_entry.id);
+                if let Some(old_id) = self.jobs.remove(old) {
+                    index.release(old, &old_id);
                 }
             }
         }
@@ -967,32 +959,87 @@ fn reject(command: Command) {
     }
 }
 
-/// Runs one job body to its end, catching a panic as an error.
-async fn execute(run: Run, permits: &Arc<Semaphore>) -> RunResult {
-    match run {
-        Run::Async(fut) => AssertUnwindSafe(fut)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic)))),
-        Run::Blocking(body) => {
-            // The permit bounds how many blocking runs go at once; it is held on the
-            // blocking thread and released when the body ends.
-            let Ok(permit) = Arc::clone(permits).acquire_owned().await else {
-                return Err("the blocking pool is closed".into());
-            };
-            let span = tracing::Span::current();
-            let joined = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let _entered = span.enter();
-                std::panic::catch_unwind(AssertUnwindSafe(body))
-            })
-            .await;
-            match joined {
-                Ok(Ok(result)) => result,
-                Ok(Err(panic)) => Err(format!("panicked: {}", panic_message(&*panic))),
-                Err(error) => Err(format!("the blocking run failed: {error}")),
-            }
+/// How a run is spawned: its task reports its end through `completion` and runs in `span`.
+pub(crate) struct Launch {
+    completion: Completion,
+    span: tracing::Span,
+    /// The job's name if one was given (tasks know their default name).
+    name: Option<Arc<str>>,
+}
+
+const CANCELLED: &str = "cancelled: the scheduler shut down before the run ended";
+
+impl Launch {
+    /// The run's context, built only for tasks that take one.
+    pub(crate) fn context(&self, default_name: &'static str) -> JobContext {
+        JobContext {
+            id: self.completion.id.clone(),
+            name: match &self.name {
+                Some(name) => Name::Shared(Arc::clone(name)),
+                None => Name::Static(default_name),
+            },
+            scheduled_run_time: self.completion.scheduled,
+            env: Arc::clone(&self.completion.env),
         }
+    }
+
+    /// Spawns an async run as its own task, catching a panic as an error.
+    pub(crate) fn spawn(self, run: impl Future<Output = RunResult> + Send + 'static) {
+        let Launch {
+            mut completion,
+            span,
+            ..
+        } = self;
+        let task = async move {
+            let cancel = &completion.env.cancel;
+            let result = tokio::select! {
+                // The run first: a run that ends at once never registers with the token.
+                biased;
+                result = AssertUnwindSafe(run).catch_unwind() => result
+                    .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic)))),
+                () = cancel.cancelled() => Err(CANCELLED.to_string()),
+            };
+            completion.finish(result);
+        };
+        tokio::spawn(task.instrument(span));
+    }
+
+    /// Spawns a blocking run on the blocking pool, at most `max_blocking_jobs` at once.
+    pub(crate) fn spawn_blocking(self, body: impl FnOnce() -> RunResult + Send + 'static) {
+        let Launch {
+            mut completion,
+            span,
+            ..
+        } = self;
+        let task = async move {
+            let env = &completion.env;
+            let run = async {
+                // The permit is held on the blocking thread and released when the body ends.
+                let Ok(permit) = Arc::clone(&env.blocking_permits).acquire_owned().await else {
+                    return Err("the blocking pool is closed".to_string());
+                };
+                let span = tracing::Span::current();
+                let joined = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let _entered = span.enter();
+                    std::panic::catch_unwind(AssertUnwindSafe(body))
+                })
+                .await;
+                match joined {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(panic)) => Err(format!("panicked: {}", panic_message(&*panic))),
+                    Err(error) => Err(format!("the blocking run failed: {error}")),
+                }
+            };
+            let result = tokio::select! {
+                biased;
+                result = run => result,
+                // A blocking body cannot be stopped: it is abandoned to finish on its own.
+                () = env.cancel.cancelled() => Err(CANCELLED.to_string()),
+            };
+            completion.finish(result);
+        };
+        tokio::spawn(task.instrument(span));
     }
 }
 

@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::RunEnv;
+use crate::core::{Launch, RunEnv};
 use crate::trigger::Trigger;
 use crate::{Scheduler, Zone};
 
@@ -278,16 +277,11 @@ impl<E: fmt::Display + Send + 'static> JobOutput for Result<(), E> {
     }
 }
 
-/// One run of a task, ready to go.
-pub(crate) enum Run {
-    Async(BoxFuture<'static, RunResult>),
-    Blocking(Box<dyn FnOnce() -> RunResult + Send>),
-}
-
 /// A task's body with its type erased; implemented by the wrappers [`IntoTask`] builds.
 pub(crate) trait TaskBody: Send + Sync + 'static {
-    /// Starts one run.
-    fn run(&self, ctx: JobContext) -> Run;
+    /// Starts one run through `launch`, which owns how runs are spawned and accounted for.
+    /// The run's future is built and spawned in one monomorphized step: one allocation a run.
+    fn start(&self, launch: Launch);
     /// The function's name, the job's default name.
     fn name(&self) -> &'static str;
 }
@@ -329,8 +323,8 @@ struct Renamed {
 }
 
 impl TaskBody for Renamed {
-    fn run(&self, ctx: JobContext) -> Run {
-        self.body.run(ctx)
+    fn start(&self, launch: Launch) {
+        self.body.start(launch);
     }
     fn name(&self) -> &'static str {
         self.name
@@ -385,9 +379,9 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: JobOutput,
 {
-    fn run(&self, _ctx: JobContext) -> Run {
+    fn start(&self, launch: Launch) {
         let fut = (self.0)();
-        Run::Async(Box::pin(async move { fut.await.into_result() }))
+        launch.spawn(async move { fut.await.into_result() });
     }
     fn name(&self) -> &'static str {
         function_name::<F>()
@@ -400,9 +394,9 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: JobOutput,
 {
-    fn run(&self, ctx: JobContext) -> Run {
-        let fut = (self.0)(ctx);
-        Run::Async(Box::pin(async move { fut.await.into_result() }))
+    fn start(&self, launch: Launch) {
+        let fut = (self.0)(launch.context(self.name()));
+        launch.spawn(async move { fut.await.into_result() });
     }
     fn name(&self) -> &'static str {
         function_name::<F>()
@@ -414,9 +408,9 @@ where
     F: Fn() -> R + Send + Sync + 'static,
     R: JobOutput,
 {
-    fn run(&self, _ctx: JobContext) -> Run {
+    fn start(&self, launch: Launch) {
         let body = Arc::clone(&self.0);
-        Run::Blocking(Box::new(move || body().into_result()))
+        launch.spawn_blocking(move || body().into_result());
     }
     fn name(&self) -> &'static str {
         function_name::<F>()
@@ -428,9 +422,10 @@ where
     F: Fn(JobContext) -> R + Send + Sync + 'static,
     R: JobOutput,
 {
-    fn run(&self, ctx: JobContext) -> Run {
+    fn start(&self, launch: Launch) {
         let body = Arc::clone(&self.0);
-        Run::Blocking(Box::new(move || body(ctx).into_result()))
+        let ctx = launch.context(self.name());
+        launch.spawn_blocking(move || body(ctx).into_result());
     }
     fn name(&self) -> &'static str {
         function_name::<F>()

@@ -91,8 +91,11 @@ impl Index {
     /// Called by the core once it holds no entry under `key`: frees the slot, and drops the id
     /// unless it already names a newer job.
     pub(crate) fn release(&mut self, key: u64, id: &JobId) {
-        if self.ids.get(id) == Some(&key) {
-            self.ids.remove(id);
+        // One probe in the usual case (the id still names this key).
+        if let Some((named, newer)) = self.ids.remove_entry(id) {
+            if newer != key {
+                self.ids.insert(named, newer);
+            }
         }
         let generation = ((key >> 32) as u32).wrapping_add(1);
         self.free
