@@ -624,7 +624,7 @@ impl Scheduler {
         Ok((
             Command::Add {
                 key,
-                entry: Box::new(entry),
+                entry,
                 replaces,
             },
             job,

@@ -36,3 +36,24 @@ pub(crate) mod opt_seconds {
             .transpose()
     }
 }
+
+/// A span in nanoseconds (`u64`) as a number of seconds.
+pub(crate) mod nanos_as_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: Serializer>(nanos: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(Duration::from_nanos(*nanos).as_secs_f64())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let secs = f64::deserialize(d)?;
+        let span = Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)?;
+        u64::try_from(span.as_nanos()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// For `skip_serializing_if`.
+pub(crate) fn is_zero(n: &u64) -> bool {
+    *n == 0
+}

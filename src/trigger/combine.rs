@@ -95,7 +95,7 @@ impl Trigger {
         threshold: Duration,
         triggers: impl IntoIterator<Item = impl Into<Trigger>>,
     ) -> Trigger {
-        Trigger::And(Combination::new(triggers).threshold(threshold))
+        Trigger::And(Box::new(Combination::new(triggers).threshold(threshold)))
     }
 }
 

@@ -29,31 +29,34 @@ use crate::{Error, Result, Zone};
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interval {
-    #[serde(with = "crate::serde_util::seconds")]
-    period: Duration,
+    /// In nanoseconds (not a `Duration`): a scheduler may hold a million of these.
+    #[serde(rename = "period", with = "crate::serde_util::nanos_as_seconds")]
+    period_ns: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     start: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     end: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     timezone: Option<Zone>,
+    /// In nanoseconds; zero is no jitter.
     #[serde(
+        rename = "jitter",
         default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::serde_util::opt_seconds"
+        skip_serializing_if = "crate::serde_util::is_zero",
+        with = "crate::serde_util::nanos_as_seconds"
     )]
-    jitter: Option<Duration>,
+    jitter_ns: u64,
 }
 
 impl Interval {
     /// Every `period`.
     pub fn every(period: Duration) -> Interval {
         Interval {
-            period,
+            period_ns: nanos(period),
             start: None,
             end: None,
             timezone: None,
-            jitter: None,
+            jitter_ns: 0,
         }
     }
 
@@ -108,13 +111,13 @@ impl Interval {
     /// Delays each run by a uniform random span in `[0, jitter]`.
     #[must_use]
     pub fn jitter(mut self, jitter: Duration) -> Interval {
-        self.jitter = Some(jitter);
+        self.jitter_ns = nanos(jitter);
         self
     }
 
     /// The span between runs.
     pub fn period(&self) -> Duration {
-        self.period
+        Duration::from_nanos(self.period_ns)
     }
 
     pub(crate) fn zone(&self) -> Option<Zone> {
@@ -122,7 +125,7 @@ impl Interval {
     }
 
     pub(crate) fn jitter_span(&self) -> Option<Duration> {
-        self.jitter
+        (self.jitter_ns > 0).then(|| Duration::from_nanos(self.jitter_ns))
     }
 
     pub(crate) fn end_date(&self) -> Option<DateTime<Utc>> {
@@ -130,22 +133,22 @@ impl Interval {
     }
 
     fn period_delta(&self) -> TimeDelta {
-        TimeDelta::from_std(self.period).unwrap_or(TimeDelta::MAX)
+        TimeDelta::from_std(self.period()).unwrap_or(TimeDelta::MAX)
     }
 
     pub(crate) fn prepare(&mut self, default_zone: Zone, now: DateTime<Utc>) -> Result<()> {
-        if self.period.is_zero() {
+        if self.period_ns == 0 {
             return Err(Error::InvalidTrigger {
                 field: "interval",
                 value: "0s".into(),
                 reason: "the period must be longer than zero".into(),
             });
         }
-        if TimeDelta::from_std(self.period).is_err() {
+        if self.period_ns == u64::MAX {
             return Err(Error::InvalidTrigger {
                 field: "interval",
-                value: format!("{:?}", self.period),
-                reason: "the period is longer than chrono can represent".into(),
+                value: format!("{:?}", self.period()),
+                reason: "the period is longer than 584 years".into(),
             });
         }
         self.timezone.get_or_insert(default_zone);
@@ -202,8 +205,13 @@ impl Interval {
     }
 
     pub(crate) fn describe(&self) -> String {
-        format!("every {}", describe_span(self.period))
+        format!("every {}", describe_span(self.period()))
     }
+}
+
+/// A span in nanoseconds, saturating (584 years and more read as `u64::MAX`).
+fn nanos(span: Duration) -> u64 {
+    u64::try_from(span.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// "2 seconds", "1 hour 30 minutes", "1.5 seconds".

@@ -66,22 +66,22 @@ pub enum Trigger {
     /// Every N calendar units at a wall-clock time of day.
     CalendarInterval(Box<CalendarInterval>),
     /// When every one of several triggers fires at (about) the same instant.
-    And(Combination),
+    And(Box<Combination>),
     /// When any one of several triggers fires.
-    Or(Combination),
+    Or(Box<Combination>),
 }
 
 impl Trigger {
     /// A trigger that fires when all of `triggers` agree on an instant (within the
     /// combination's threshold, 1 s by default).
     pub fn and(triggers: impl IntoIterator<Item = impl Into<Trigger>>) -> Trigger {
-        Trigger::And(Combination::new(triggers))
+        Trigger::And(Box::new(Combination::new(triggers)))
     }
 
     /// A trigger that fires at the earliest fire time of any of `triggers`; an instant two of
     /// them share fires once.
     pub fn or(triggers: impl IntoIterator<Item = impl Into<Trigger>>) -> Trigger {
-        Trigger::Or(Combination::new(triggers))
+        Trigger::Or(Box::new(Combination::new(triggers)))
     }
 
     /// The next fire time, without jitter.
