@@ -405,6 +405,8 @@ pub(crate) struct Core {
     done: mpsc::UnboundedReceiver<RunDone>,
     /// Runs spawned and not yet reported done.
     in_flight: usize,
+    /// Runs ready to spawn, gathered while handling due jobs or commands.
+    ready: Vec<RunTask>,
     state: SchedulerState,
     /// Set once shutdown began: who waits for it, and when to give up on running jobs.
     shutting_down: Option<ShutdownState>,
@@ -443,6 +445,7 @@ impl Core {
             env,
             done,
             in_flight: 0,
+            ready: Vec::new(),
             state: SchedulerState::Stopped,
             shutting_down: None,
             last_wall,
@@ -461,6 +464,7 @@ impl Core {
             if self.state == SchedulerState::Running && self.shutting_down.is_none() {
                 backlog = self.run_due(now);
             }
+            self.spawn_ready();
             if self.shutting_down.is_some() && self.in_flight == 0 {
                 break;
             }
@@ -555,6 +559,25 @@ impl Core {
     }
 
     // ---- due runs ----
+
+    /// Spawns the runs gathered so far. A few are spawned here; a batch is handed to a helper
+    /// task that spawns them, so spawning (most of a run's cost to the core) goes on beside the
+    /// core's next batch instead of in line with it.
+    fn spawn_ready(&mut self) {
+        const INLINE: usize = 8;
+        if self.ready.len() <= INLINE {
+            for task in self.ready.drain(..) {
+                tokio::spawn(task);
+            }
+        } else {
+            let batch = std::mem::take(&mut self.ready);
+            tokio::spawn(async move {
+                for task in batch {
+                    tokio::spawn(task);
+                }
+            });
+        }
+    }
 
     /// Handles due jobs, at most one batch; returns whether more are due.
     fn run_due(&mut self, now: DateTime<Utc>) -> bool {
@@ -700,6 +723,7 @@ impl Core {
             },
             span,
             name: entry.name.clone(),
+            sink: &mut self.ready,
         };
         entry.task.start(launch);
     }
@@ -1026,16 +1050,21 @@ fn reject(command: Command) {
 }
 
 /// How a run is spawned: its task reports its end through `completion` and runs in `span`.
-pub(crate) struct Launch {
+pub(crate) struct Launch<'a> {
     completion: Completion,
     span: tracing::Span,
+    /// Where the ready run goes: the core spawns a due batch's runs from a helper task.
+    sink: &'a mut Vec<RunTask>,
     /// The job's name if one was given (tasks know their default name).
     name: Option<Arc<str>>,
 }
 
 const CANCELLED: &str = "cancelled: the scheduler shut down before the run ended";
 
-impl Launch {
+/// A run, ready to spawn.
+type RunTask = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Launch<'_> {
     /// The run's context, built only for tasks that take one.
     pub(crate) fn context(&self, default_name: &'static str) -> JobContext {
         JobContext {
@@ -1054,6 +1083,7 @@ impl Launch {
         let Launch {
             mut completion,
             span,
+            sink,
             ..
         } = self;
         let task = async move {
@@ -1067,7 +1097,7 @@ impl Launch {
             };
             completion.finish(result);
         };
-        tokio::spawn(task.instrument(span));
+        sink.push(Box::pin(task.instrument(span)));
     }
 
     /// Spawns a blocking run on the blocking pool, at most `max_blocking_jobs` at once.
@@ -1075,6 +1105,7 @@ impl Launch {
         let Launch {
             mut completion,
             span,
+            sink,
             ..
         } = self;
         let task = async move {
@@ -1105,7 +1136,7 @@ impl Launch {
             };
             completion.finish(result);
         };
-        tokio::spawn(task.instrument(span));
+        sink.push(Box::pin(task.instrument(span)));
     }
 }
 
