@@ -1078,7 +1078,7 @@ impl Launch<'_> {
         }
     }
 
-    /// Spawns an async run as its own task, catching a panic as an error.
+    /// Readies an async run to be spawned as its own task, catching a panic as an error.
     pub(crate) fn spawn(self, run: impl Future<Output = RunResult> + Send + 'static) {
         let Launch {
             mut completion,
@@ -1093,6 +1093,7 @@ impl Launch<'_> {
                 biased;
                 result = AssertUnwindSafe(run).catch_unwind() => result
                     .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic)))),
+                // A blocking body cannot be stopped: it is abandoned to finish on its own.
                 () = cancel.cancelled() => Err(CANCELLED.to_string()),
             };
             completion.finish(result);
@@ -1100,43 +1101,28 @@ impl Launch<'_> {
         sink.push(Box::pin(task.instrument(span)));
     }
 
-    /// Spawns a blocking run on the blocking pool, at most `max_blocking_jobs` at once.
+    /// Readies a blocking run: it waits for one of the `max_blocking_jobs` permits, then runs
+    /// on the blocking pool.
     pub(crate) fn spawn_blocking(self, body: impl FnOnce() -> RunResult + Send + 'static) {
-        let Launch {
-            mut completion,
-            span,
-            sink,
-            ..
-        } = self;
-        let task = async move {
-            let env = &completion.env;
-            let run = async {
-                // The permit is held on the blocking thread and released when the body ends.
-                let Ok(permit) = Arc::clone(&env.blocking_permits).acquire_owned().await else {
-                    return Err("the blocking pool is closed".to_string());
-                };
-                let span = tracing::Span::current();
-                let joined = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    let _entered = span.enter();
-                    std::panic::catch_unwind(AssertUnwindSafe(body))
-                })
-                .await;
-                match joined {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(panic)) => Err(format!("panicked: {}", panic_message(&*panic))),
-                    Err(error) => Err(format!("the blocking run failed: {error}")),
-                }
+        let permits = Arc::clone(&self.completion.env.blocking_permits);
+        self.spawn(async move {
+            // The permit is held on the blocking thread and released when the body ends.
+            let Ok(permit) = permits.acquire_owned().await else {
+                return Err("the blocking pool is closed".to_string());
             };
-            let result = tokio::select! {
-                biased;
-                result = run => result,
-                // A blocking body cannot be stopped: it is abandoned to finish on its own.
-                () = env.cancel.cancelled() => Err(CANCELLED.to_string()),
-            };
-            completion.finish(result);
-        };
-        sink.push(Box::pin(task.instrument(span)));
+            let span = tracing::Span::current();
+            let joined = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let _entered = span.enter();
+                std::panic::catch_unwind(AssertUnwindSafe(body))
+            })
+            .await;
+            match joined {
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => Err(format!("panicked: {}", panic_message(&*panic))),
+                Err(error) => Err(format!("the blocking run failed: {error}")),
+            }
+        });
     }
 }
 

@@ -4,24 +4,16 @@ mod common;
 use std::time::Duration;
 
 use apsched::trigger::{Cron, Date, Interval};
-use apsched::{Event, JobContext, Zone};
+use apsched::{Event, Zone};
 use chrono::{Datelike, TimeDelta, TimeZone, Timelike, Utc, Weekday};
 use common::*;
-
-fn recorder(runs: &Runs) -> impl Fn(JobContext) -> std::future::Ready<()> + Send + Sync + 'static {
-    let runs = runs.clone();
-    move |ctx: JobContext| {
-        runs.record(ctx.scheduler().expect("running").now());
-        std::future::ready(())
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn interval_job_fires_every_period_for_hours() {
     let (scheduler, _clock) = scheduler_at(t0()).await;
     let runs = Runs::default();
     scheduler
-        .add_job(recorder(&runs), Interval::minutes(10))
+        .add_job(record_now(&runs), Interval::minutes(10))
         .await
         .unwrap();
     advance(Duration::from_secs(3 * 3600 + 1)).await;
@@ -38,7 +30,7 @@ async fn date_job_fires_once_and_is_removed() {
     let runs = Runs::default();
     let at = t0() + TimeDelta::minutes(90);
     let job = scheduler
-        .add_job(recorder(&runs), Date::at(at))
+        .add_job(record_now(&runs), Date::at(at))
         .await
         .unwrap();
     assert_eq!(job.next_run_time.unwrap(), at);
@@ -62,7 +54,7 @@ async fn cron_fires_daily_at_0630_in_shanghai_for_three_days() {
     let shanghai = Zone::parse("Asia/Shanghai").unwrap();
     let job = scheduler
         .add_job(
-            recorder(&runs),
+            record_now(&runs),
             Cron::parse("30 6 * * *").unwrap().timezone(shanghai),
         )
         .await
@@ -95,7 +87,7 @@ async fn weekday_cron_skips_weekends() {
     let runs = Runs::default();
     scheduler
         .add_job(
-            recorder(&runs),
+            record_now(&runs),
             Cron::new().day_of_week("mon-fri").hour("1"),
         )
         .await
@@ -120,7 +112,7 @@ async fn a_job_due_in_five_years_is_kept_and_fires() {
     let runs = Runs::default();
     let at = Utc.with_ymd_and_hms(2029, 1, 1, 12, 0, 0).unwrap();
     let job = scheduler
-        .add_job(recorder(&runs), Date::at(at))
+        .add_job(record_now(&runs), Date::at(at))
         .await
         .unwrap();
     assert_eq!(
@@ -145,7 +137,7 @@ async fn jobs_added_before_start_run_from_start() {
         .build();
     let runs = Runs::default();
     scheduler
-        .add_job(recorder(&runs), Interval::minutes(1))
+        .add_job(record_now(&runs), Interval::minutes(1))
         .await
         .unwrap();
     advance(Duration::from_secs(600)).await;

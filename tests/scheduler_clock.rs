@@ -4,17 +4,9 @@ mod common;
 use std::time::Duration;
 
 use apsched::trigger::{Cron, Interval};
-use apsched::{Event, JobContext, Scheduler, TestClock, Zone};
+use apsched::{Event, Scheduler, TestClock, Zone};
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Timelike, Utc};
 use common::*;
-
-fn recorder(runs: &Runs) -> impl Fn(JobContext) -> std::future::Ready<()> + Send + Sync + 'static {
-    let runs = runs.clone();
-    move |ctx: JobContext| {
-        runs.record(ctx.scheduler().expect("alive").now());
-        std::future::ready(())
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_year_long_jump_forward_runs_a_coalesced_job_once_and_promptly() {
@@ -22,7 +14,7 @@ async fn a_year_long_jump_forward_runs_a_coalesced_job_once_and_promptly() {
     let mut events = scheduler.subscribe();
     let runs = Runs::default();
     let job = scheduler
-        .add_job(recorder(&runs), Interval::minutes(1))
+        .add_job(record_now(&runs), Interval::minutes(1))
         .misfire_grace_time(None)
         .await
         .unwrap();
@@ -64,7 +56,7 @@ async fn a_jump_forward_without_coalesce_runs_only_what_is_within_grace() {
     let mut events = scheduler.subscribe();
     let runs = Runs::default();
     scheduler
-        .add_job(recorder(&runs), Interval::minutes(1))
+        .add_job(record_now(&runs), Interval::minutes(1))
         .coalesce(false)
         .misfire_grace_time(Some(Duration::from_secs(150)))
         .max_instances(100)
@@ -87,7 +79,7 @@ async fn a_jump_backward_neither_double_runs_nor_stalls() {
     let (scheduler, clock) = scheduler_at(t0()).await;
     let runs = Runs::default();
     scheduler
-        .add_job(recorder(&runs), Interval::minutes(1))
+        .add_job(record_now(&runs), Interval::minutes(1))
         .await
         .unwrap();
     advance(Duration::from_secs(10 * 60 + 1)).await;
@@ -117,7 +109,7 @@ async fn daily_0230(zone: &str, start: NaiveDate, days: i64) -> Vec<DateTime<Zon
     scheduler.start().await.unwrap();
     let runs = Runs::default();
     scheduler
-        .add_job(recorder(&runs), Cron::new().hour("2").minute("30"))
+        .add_job(record_now(&runs), Cron::new().hour("2").minute("30"))
         .await
         .unwrap();
     advance(Duration::from_secs(days as u64 * 86_400)).await;
@@ -222,7 +214,7 @@ async fn an_hourly_interval_counts_real_time_across_dst() {
     scheduler.start().await.unwrap();
     let runs = Runs::default();
     scheduler
-        .add_job(recorder(&runs), Interval::hours(1))
+        .add_job(record_now(&runs), Interval::hours(1))
         .await
         .unwrap();
     advance(Duration::from_secs(4 * 3600 + 1)).await;

@@ -6,17 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apsched::trigger::Interval;
-use apsched::{Event, JobContext};
+use apsched::Event;
 use chrono::TimeDelta;
 use common::*;
-
-fn recorder(runs: &Runs) -> impl Fn(JobContext) -> std::future::Ready<()> + Send + Sync + 'static {
-    let runs = runs.clone();
-    move |ctx: JobContext| {
-        runs.record(ctx.scheduled_run_time());
-        std::future::ready(())
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn max_instances_skips_runs_while_a_slow_one_goes_on() {
@@ -94,7 +86,7 @@ async fn a_run_later_than_the_grace_time_is_missed() {
     let mut events = scheduler.subscribe();
     let runs = Runs::default();
     let job = scheduler
-        .add_job(recorder(&runs), Interval::minutes(10))
+        .add_job(record_scheduled(&runs), Interval::minutes(10))
         .misfire_grace_time(Some(Duration::from_secs(30)))
         .coalesce(false)
         .await
@@ -118,7 +110,7 @@ async fn within_the_grace_time_every_missed_run_runs_without_coalesce() {
     let (scheduler, _clock) = scheduler_at(t0()).await;
     let runs = Runs::default();
     scheduler
-        .add_job(recorder(&runs), Interval::minutes(1))
+        .add_job(record_scheduled(&runs), Interval::minutes(1))
         .misfire_grace_time(Some(Duration::from_secs(600)))
         .coalesce(false)
         .max_instances(10)
@@ -135,7 +127,7 @@ async fn coalesce_runs_once_after_an_hour_of_starvation() {
     let (scheduler, _clock) = scheduler_at(t0()).await;
     let runs = Runs::default();
     let job = scheduler
-        .add_job(recorder(&runs), Interval::minutes(1))
+        .add_job(record_scheduled(&runs), Interval::minutes(1))
         .misfire_grace_time(None)
         .await
         .unwrap();
@@ -174,7 +166,7 @@ async fn failing_and_panicking_jobs_report_errors_and_others_keep_firing() {
         .await
         .unwrap();
     scheduler
-        .add_job(recorder(&runs), Interval::minutes(1))
+        .add_job(record_scheduled(&runs), Interval::minutes(1))
         .await
         .unwrap();
     advance(Duration::from_secs(3 * 60 + 1)).await;

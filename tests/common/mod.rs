@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apsched::{Event, EventStream, Scheduler, TestClock, Zone};
+use apsched::{Event, EventStream, JobContext, Scheduler, TestClock, Zone};
 use chrono::{DateTime, TimeZone, Utc};
 
 /// 2024-01-01 00:00:00 UTC, a Monday.
@@ -46,6 +46,28 @@ impl Runs {
     }
     pub fn times(&self) -> Vec<DateTime<Utc>> {
         self.at.lock().unwrap().clone()
+    }
+}
+
+/// A job that records the wall-clock time of each run.
+pub fn record_now(
+    runs: &Runs,
+) -> impl Fn(JobContext) -> std::future::Ready<()> + Send + Sync + 'static {
+    let runs = runs.clone();
+    move |ctx: JobContext| {
+        runs.record(ctx.scheduler().expect("scheduler alive").now());
+        std::future::ready(())
+    }
+}
+
+/// A job that records the scheduled run time each run stands for.
+pub fn record_scheduled(
+    runs: &Runs,
+) -> impl Fn(JobContext) -> std::future::Ready<()> + Send + Sync + 'static {
+    let runs = runs.clone();
+    move |ctx: JobContext| {
+        runs.record(ctx.scheduled_run_time());
+        std::future::ready(())
     }
 }
 
