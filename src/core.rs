@@ -3,9 +3,9 @@
 //! It keeps a min-heap of (wall-clock due time, job) and sleeps on Tokio's timer only until the
 //! earliest due time or `max_sleep`, whichever is first; on every wake it reads the wall clock
 //! again, so clock steps and suspends are noticed and far-off due times need no timer at all.
-//! Due runs are spawned into a `JoinSet` as their own tasks: the core never awaits a job, and a
-//! run's end comes back to it through that set (to keep `max_instances` counts and events
-//! exact). Heap items are never removed in place: each carries the due time it was queued for,
+//! Due runs are spawned as their own tasks (a large due batch by a helper task, so spawning goes
+//! on beside the core's next batch): the core never awaits a job, and a run's end comes back to
+//! it over a lock-free queue (to keep `max_instances` counts and events exact). Heap items are never removed in place: each carries the due time it was queued for,
 //! and one that no longer matches its entry's next run is dropped when it surfaces.
 //!
 //! The core must not panic or stop because of a job or a trigger: runs are isolated in their

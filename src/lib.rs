@@ -58,14 +58,24 @@
 //! | item | what it owns |
 //! |---|---|
 //! | [`Scheduler`] | the async scheduler handle (APScheduler's `AsyncIOScheduler`) |
+//! | [`sync`] | [`BlockingScheduler`] and [`BackgroundScheduler`], for code without a runtime |
 //! | [`trigger`] | when jobs run: [`Date`](trigger::Date), [`Interval`](trigger::Interval), [`Cron`](trigger::Cron), [`CalendarInterval`](trigger::CalendarInterval), and/or |
 //! | [`Job`], [`JobOptions`], [`JobContext`] | what a job is, how its runs are admitted, what a run knows |
 //! | [`Event`], [`EventStream`] | what happened |
 //! | [`Zone`] | time zones (IANA or fixed offset) |
 //! | [`Clock`], [`TestClock`] | where wall-clock time comes from |
+//! | [`TaskRegistry`] | named tasks built from JSON arguments (what may be added over HTTP) |
+//! | `web` (feature `axum`) | a job-management REST router |
 //! | [`Error`] | everything that can go wrong, by field and value |
+//!
+//! # Feature flags
+//!
+//! | feature | enables |
+//! |---|---|
+//! | `axum` | `apsched::web`: the job-management router for axum 0.8 |
+//!
+//! Persistent job stores (SQLite, PostgreSQL) are not built yet: jobs live in memory.
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
