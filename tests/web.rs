@@ -408,6 +408,30 @@ async fn adding_a_registered_task_schedules_it_with_its_arguments() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn adding_takes_cron_triggers_as_a_crontab_string_or_fields() {
+    let (scheduler, app, seen) = app_with_tasks().await;
+    let args = json!({ "name": "Ada", "times": 1 });
+    let crontab = json!({ "id": "crontab", "task": "greet", "args": args,
+        "trigger": { "type": "cron", "expression": "30 6 * * *", "timezone": "Asia/Shanghai" } });
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(crontab)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The test clock starts at 08:00 in Shanghai (UTC+8): the next 06:30 is tomorrow's.
+    assert_eq!(body["next_run_time"], "2024-01-02T06:30:00+08:00");
+    let fields = json!({ "id": "fields", "task": "greet", "args": args,
+        "trigger": { "type": "cron", "fields": { "day_of_week": "mon-fri", "hour": "1" } } });
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(fields)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["next_run_time"], "2024-01-01T01:00:00Z");
+    advance(Duration::from_secs(86_400)).await;
+    assert_eq!(seen.lock().unwrap().len(), 2, "one run of each in a day");
+    let bad = json!({ "task": "greet", "args": args,
+        "trigger": { "type": "cron", "expression": "61 * * * *" } });
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(scheduler.job_count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn adding_refuses_bad_input_with_400() {
     let (scheduler, app, _seen) = app_with_tasks().await;
     let every_minute = json!({ "type": "interval", "period": 60.0 });
