@@ -120,6 +120,13 @@ fn main() {
         ));
     }
     print_table(&rows);
+    if scale.quick {
+        println!(
+            "quick mode: 1/10 scale and short spans, a smoke run. The goals are set for full \
+             scale, where fixed costs (runtime start, first allocations) weigh a tenth as much: \
+             judge them with a full run."
+        );
+    }
 }
 
 /// Runs one scenario for one system in a fresh process of this binary.
