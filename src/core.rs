@@ -119,7 +119,9 @@ impl NextRun {
 
     /// When it runs.
     fn at(self) -> DateTime<Utc> {
-        self.regular + TimeDelta::milliseconds(i64::from(self.jitter_ms))
+        self.regular
+            .checked_add_signed(TimeDelta::milliseconds(i64::from(self.jitter_ms)))
+            .unwrap_or(self.regular)
     }
 }
 

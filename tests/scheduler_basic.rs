@@ -150,3 +150,26 @@ async fn jobs_added_before_start_run_from_start() {
     let expected: Vec<_> = (10..=12).map(|m| t0() + TimeDelta::minutes(m)).collect();
     assert_eq!(runs.times(), expected);
 }
+
+#[tokio::test(start_paused = true)]
+async fn instants_at_the_end_of_time_never_panic() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let last = chrono::DateTime::<Utc>::MAX_UTC;
+    let date = scheduler
+        .add_job(|| async {}, Date::at(last))
+        .await
+        .unwrap();
+    assert_eq!(date.next_run_time.unwrap(), last);
+    let interval = scheduler
+        .add_job(
+            || async {},
+            Interval::hours(1)
+                .start(last - TimeDelta::minutes(30))
+                .jitter(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    assert!(interval.next_run_time.unwrap() >= last - TimeDelta::minutes(30));
+    advance(Duration::from_secs(120)).await;
+    assert_eq!(scheduler.get_jobs().await.unwrap().len(), 2);
+}
