@@ -557,7 +557,10 @@ impl Core {
             }
             None => cap,
         };
-        Instant::now() + wait
+        // A sleep cap past the end of `Instant` means "wake for due jobs only".
+        let now = Instant::now();
+        now.checked_add(wait)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
     }
 
     // ---- due runs ----
@@ -1004,8 +1007,8 @@ impl Core {
             waiters: Vec::new(),
             deadline: None,
         });
-        if let Some(timeout) = timeout {
-            let deadline = Instant::now() + timeout;
+        // A timeout past the end of `Instant` is no timeout.
+        if let Some(deadline) = timeout.and_then(|t| Instant::now().checked_add(t)) {
             state.deadline = Some(state.deadline.map_or(deadline, |d| d.min(deadline)));
         }
         state.waiters.extend(reply);

@@ -186,3 +186,21 @@ async fn start_paused_schedules_but_runs_nothing_until_resumed() {
     // Missed runs before 00:05 are past their 1 s grace; 00:05 (due at resume) and 00:06 run.
     assert_eq!(runs.count(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn endless_spans_are_accepted_without_panicking() {
+    let scheduler = Scheduler::builder()
+        .clock(apsched::TestClock::new(t0()))
+        .max_sleep(Duration::MAX)
+        .build();
+    scheduler.start().await.unwrap();
+    let runs = Runs::default();
+    scheduler
+        .add_job(record_now(&runs), Interval::minutes(1))
+        .await
+        .unwrap();
+    advance(Duration::from_secs(121)).await;
+    assert_eq!(runs.count(), 2);
+    scheduler.shutdown_timeout(Duration::MAX).await.unwrap();
+    assert_eq!(scheduler.state(), SchedulerState::ShutDown);
+}
