@@ -1098,7 +1098,8 @@ impl Launch<'_> {
                 biased;
                 result = AssertUnwindSafe(run).catch_unwind() => result
                     .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic)))),
-                // A blocking body cannot be stopped: it is abandoned to finish on its own.
+                // An async run is dropped at its next await; a blocking body cannot be
+                // stopped, so it is abandoned to finish on its own.
                 () = cancel.cancelled() => Err(CANCELLED.to_string()),
             };
             completion.finish(result);

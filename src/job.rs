@@ -280,7 +280,8 @@ impl<E: fmt::Display + Send + 'static> JobOutput for Result<(), E> {
 /// A task's body with its type erased; implemented by the wrappers [`IntoTask`] builds.
 pub(crate) trait TaskBody: Send + Sync + 'static {
     /// Starts one run through `launch`, which owns how runs are spawned and accounted for.
-    /// The run's future is built and spawned in one monomorphized step: one allocation a run.
+    /// The run's whole future (job, panic catching, cancellation, completion report) is built
+    /// in one monomorphized step and boxed once; no separate allocation for the job's future.
     fn start(&self, launch: Launch);
     /// The function's name, the job's default name.
     fn name(&self) -> &'static str;
