@@ -557,6 +557,17 @@ impl Scheduler {
 
     // ---- the parts the sync facades share ----
 
+    /// Resolves once the core has stopped (after shutdown, when its last run has ended).
+    pub(crate) fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let tx = self.tx.clone();
+        async move { tx.closed().await }
+    }
+
+    /// Whether the core has stopped.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     pub(crate) fn ensure_open(&self) -> Result<()> {
         if self.state() == SchedulerState::ShutDown || self.tx.is_closed() {
             return Err(Error::Shutdown);

@@ -125,10 +125,10 @@ impl Host {
                 }
                 runtime.block_on(async move {
                     let scheduler = scheduler_builder.build();
-                    let tx = scheduler.tx.clone();
+                    let stopped = scheduler.stopped();
                     let _ = ready_tx.send(Ok((scheduler, Handle::current())));
                     // The core closes its channel when it has stopped, after its last run.
-                    tx.closed().await;
+                    stopped.await;
                 });
                 // Dropped here, on its own thread, never inside a caller's async context.
                 // Dropping waits for the blocking pool's threads, unless runs were abandoned.
@@ -258,8 +258,7 @@ impl Host {
     /// Blocks until the core has stopped, then joins the threads.
     fn wait_stopped(&self) {
         if !self.on_own_thread() {
-            let tx = self.scheduler.tx.clone();
-            self.wait(async move { tx.closed().await });
+            self.wait(self.scheduler.stopped());
         }
         self.join();
     }
@@ -316,7 +315,7 @@ impl Host {
     fn events(&self) -> Events {
         let stream = self.scheduler.subscribe();
         // Subscribed after the core stopped, the stream would wait forever for its last event.
-        let stopped = self.scheduler.tx.is_closed();
+        let stopped = self.scheduler.is_stopped();
         Events { stream, stopped }
     }
 
@@ -348,7 +347,7 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        if !self.scheduler.tx.is_closed() {
+        if !self.scheduler.is_stopped() {
             if self.on_own_thread() {
                 // The last handle went with a job (or a listener) of this scheduler: ask the
                 // core to stop; the thread ends on its own.
