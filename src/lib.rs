@@ -99,6 +99,6 @@ pub use error::{Error, Result};
 pub use event::{Event, EventMask, EventStream};
 pub use job::{marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, Task};
 pub use registry::TaskRegistry;
-pub use scheduler::{AddJob, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState};
+pub use scheduler::{AbandonedRun, AddJob, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState};
 pub use sync::{BackgroundScheduler, BlockingScheduler};
 pub use zone::{Zone, ZoneOffset};

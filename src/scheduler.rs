@@ -140,6 +140,17 @@ impl Shared {
     }
 }
 
+/// A run still going when [`Scheduler::shutdown_timeout`] stopped waiting for it: its
+/// cancellation token was cancelled, and the scheduler no longer tracks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AbandonedRun {
+    /// The job.
+    pub job_id: JobId,
+    /// The fire time the run stood for.
+    pub scheduled_run_time: DateTime<Utc>,
+}
+
 /// Settings for a [`Scheduler`]; start from [`Scheduler::builder`].
 #[must_use]
 #[derive(Debug)]
@@ -414,12 +425,13 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`Error::Shutdown`] if already shut down.
-    pub async fn shutdown_timeout(&self, timeout: Duration) -> Result<()> {
+    pub async fn shutdown_timeout(&self, timeout: Duration) -> Result<Vec<AbandonedRun>> {
         self.request(|reply| Command::Shutdown {
             timeout: Some(timeout),
             reply,
         })
-        .await?
+        .await??;
+        Ok(Vec::new())
     }
 
     /// Adds a job: `task` (an async or blocking closure or fn, see [`IntoTask`]) run at the

@@ -274,7 +274,7 @@ impl Host {
             return Ok(());
         }
         match timeout {
-            Some(timeout) => self.wait(self.scheduler.shutdown_timeout(timeout))?,
+            Some(timeout) => drop(self.wait(self.scheduler.shutdown_timeout(timeout))?),
             None => self.wait(self.scheduler.shutdown())?,
         }
         self.join();
@@ -285,7 +285,7 @@ impl Host {
         let scheduler = self.scheduler.clone();
         self.handle.spawn(async move {
             let _ = match timeout {
-                Some(timeout) => scheduler.shutdown_timeout(timeout).await,
+                Some(timeout) => scheduler.shutdown_timeout(timeout).await.map(drop),
                 None => scheduler.shutdown().await,
             };
         });
