@@ -30,7 +30,9 @@ use tracing::Instrument;
 use crate::job::{JobContext, Name, RunResult, Task, TaskBody};
 use crate::scheduler::{Index, Shared};
 use crate::trigger::Trigger;
-use crate::{Error, Event, Job, JobId, JobOptions, Result, Scheduler, SchedulerState};
+use crate::{
+    AbandonedRun, Error, Event, Job, JobId, JobOptions, Result, Scheduler, SchedulerState,
+};
 
 /// How many due runs the core handles before it yields: callers are answered and the worker
 /// runs some of the jobs just spawned even while thousands fall due at once.
@@ -71,7 +73,7 @@ pub(crate) enum Command {
     },
     Shutdown {
         timeout: Option<Duration>,
-        reply: oneshot::Sender<Result<()>>,
+        reply: ShutdownReply,
     },
     Add {
         key: u64,
@@ -97,6 +99,21 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<Option<Job>>>,
     },
 }
+
+/// Who waits for a shutdown, and for what.
+pub(crate) enum ShutdownReply {
+    /// A caller outside the scheduler's runs: answered once the core has stopped, with the runs
+    /// it gave up on.
+    Stopped(oneshot::Sender<Result<Vec<AbandonedRun>>>),
+    /// A run of this scheduler: answered as soon as the shutdown has begun, since waiting for
+    /// running jobs would wait for itself.
+    Begun(oneshot::Sender<Result<()>>),
+}
+
+/// How long cancelled runs get to end once a shutdown's timeout has passed, before the core
+/// stops waiting for them and reports them abandoned (a run that never reaches an `.await`
+/// cannot be stopped).
+const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
 /// The next run of a job: the trigger's fire time, and the jitter added to it (in whole
 /// milliseconds, so the pair fits in 16 bytes).
@@ -237,6 +254,7 @@ struct Due {
 #[derive(Default)]
 struct Jobs {
     chunks: Vec<Box<[Slot]>>,
+    len: usize,
 }
 
 const CHUNK: usize = 1024;
@@ -302,7 +320,22 @@ impl Jobs {
         let slot = &mut self.chunks[index / CHUNK][index % CHUNK];
         slot.generation = generation;
         slot.running = 0;
-        slot.entry = Some(entry);
+        if slot.entry.replace(entry).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// How many jobs the table holds.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether a heap item for `key` at `at_us` is current: the job is there, and its next run
+    /// is still that one.
+    fn is_due_at(&self, key: u64, at_us: i64) -> bool {
+        self.get(key)
+            .and_then(|entry| entry.next)
+            .is_some_and(|next| next.at().timestamp_micros() == at_us)
     }
 
     /// Drops the entry in place (it is large: moving it out costs) and returns its id.
@@ -314,6 +347,7 @@ impl Jobs {
         }
         let id = slot.entry.as_ref()?.id.clone();
         slot.entry = None;
+        self.len -= 1;
         Some(id)
     }
 
@@ -333,13 +367,89 @@ impl Jobs {
     }
 }
 
-/// What a finished run reports.
+/// What a finished run reports: which run (its slot in the core's run table), how it went.
 struct RunDone {
+    run: u32,
+    duration: Duration,
+    result: RunResult,
+}
+
+/// A run under way, as the core tracks it from its start to the report of its end.
+struct Running {
     key: u64,
     id: JobId,
     scheduled: DateTime<Utc>,
-    duration: Duration,
-    result: RunResult,
+    /// Set for a run of a catch-up without coalescing: the later missed fire times it is to be
+    /// followed by, one after another.
+    catch_up: Option<Box<CatchUp>>,
+}
+
+/// Missed fire times of one job, run one after another (APScheduler 3 runs them in one
+/// submission): the trigger they come from and the last of them. The trigger is the one the
+/// catch-up began with; a job rescheduled since ends its catch-up.
+struct CatchUp {
+    trigger: Trigger,
+    until: DateTime<Utc>,
+}
+
+/// The runs under way, by slot. A slot is freed when its run's end is reported, so a report
+/// always finds its run.
+#[derive(Default)]
+struct Runs {
+    slots: Vec<Option<Running>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl Runs {
+    fn insert(&mut self, running: Running) -> u32 {
+        self.len += 1;
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(running);
+                slot
+            }
+            None => {
+                self.slots.push(Some(running));
+                // More than four billion runs at once cannot fit in memory before this does.
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: u32) -> Option<Running> {
+        let running = self.slots.get_mut(slot as usize)?.take()?;
+        self.len -= 1;
+        self.free.push(slot);
+        Some(running)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = Running> + '_ {
+        self.len = 0;
+        self.free.clear();
+        self.slots.drain(..).flatten()
+    }
+}
+
+tokio::task_local! {
+    /// Set while a run's future is polled: the scheduler it belongs to (its shared state's
+    /// address), so a job calling `shutdown()` on its own scheduler does not wait for itself.
+    static RUN_OF: usize;
+}
+
+thread_local! {
+    /// The same for a blocking run's body, on its blocking thread.
+    static BLOCKING_RUN_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the caller is a run (async or blocking) of the scheduler `shared` belongs to.
+pub(crate) fn in_run_of(shared: &Arc<Shared>) -> bool {
+    let me = Arc::as_ptr(shared) as usize;
+    RUN_OF.try_with(|of| *of == me).unwrap_or(false) || BLOCKING_RUN_OF.with(|of| of.get() == me)
 }
 
 /// What every run of one scheduler shares, behind one `Arc` cloned per run (a
@@ -368,9 +478,7 @@ impl RunEnv {
 /// if its task is dropped before it finishes.
 struct Completion {
     env: Arc<RunEnv>,
-    key: u64,
-    id: JobId,
-    scheduled: DateTime<Utc>,
+    run: u32,
     started: Instant,
     result: Option<RunResult>,
 }
@@ -387,10 +495,9 @@ impl Drop for Completion {
             .result
             .take()
             .unwrap_or_else(|| Err("the run was dropped before it ended".into()));
+        // After the core has stopped nobody listens; that is not an error.
         let _ = self.env.done.send(RunDone {
-            key: self.key,
-            id: self.id.clone(),
-            scheduled: self.scheduled,
+            run: self.run,
             duration: self.started.elapsed(),
             result,
         });
@@ -405,8 +512,8 @@ pub(crate) struct Core {
     heap: BinaryHeap<Reverse<Due>>,
     env: Arc<RunEnv>,
     done: mpsc::UnboundedReceiver<RunDone>,
-    /// Runs spawned and not yet reported done.
-    in_flight: usize,
+    /// The runs spawned and not yet reported done.
+    runs: Runs,
     /// Runs ready to spawn, gathered while handling due jobs or commands.
     ready: Vec<RunTask>,
     state: SchedulerState,
@@ -418,9 +525,16 @@ pub(crate) struct Core {
 }
 
 struct ShutdownState {
-    waiters: Vec<oneshot::Sender<Result<()>>>,
+    waiters: Vec<oneshot::Sender<Result<Vec<AbandonedRun>>>>,
+    /// When to stop waiting: first to cancel the runs, then (once cancelled) to abandon them.
     deadline: Option<Instant>,
+    cancelled: bool,
 }
+
+/// Heap items that no longer match their job may pile up (every remove, pause or reschedule
+/// leaves one until its old due time); the heap is compacted once they outnumber the jobs by
+/// this many.
+const HEAP_SLACK: usize = 1024;
 
 impl Core {
     pub(crate) fn new(
@@ -446,7 +560,7 @@ impl Core {
             heap: BinaryHeap::new(),
             env,
             done,
-            in_flight: 0,
+            runs: Runs::default(),
             ready: Vec::new(),
             state: SchedulerState::Stopped,
             shutting_down: None,
@@ -467,7 +581,8 @@ impl Core {
                 backlog = self.run_due(now);
             }
             self.spawn_ready();
-            if self.shutting_down.is_some() && self.in_flight == 0 {
+            self.compact_heap();
+            if self.shutting_down.is_some() && self.runs.is_empty() {
                 break;
             }
             if !backlog {
@@ -481,8 +596,6 @@ impl Core {
             tokio::select! {
                 biased;
                 command = self.rx.recv(), if rx_open => match command {
-                    // While shutting down, calls are answered with `Shutdown`.
-                    Some(command) if self.shutting_down.is_some() => reject(command),
                     Some(command) => {
                         self.handle(command);
                         for _ in 1..COMMAND_BATCH {
@@ -496,7 +609,7 @@ impl Core {
                     None => {
                         rx_open = false;
                         if self.shutting_down.is_none() {
-                            self.begin_shutdown(None, None);
+                            self.begin_shutdown(None);
                         }
                     }
                 },
@@ -512,15 +625,28 @@ impl Core {
                 () = tokio::task::yield_now(), if backlog => {}
                 () = &mut sleep, if !backlog => armed = None,
                 () = sleep_until_opt(shutdown_deadline) => {
-                    // Give up waiting: cancel what still runs; the runs end at their next await.
-                    self.env.cancel.cancel();
-                    if let Some(s) = self.shutting_down.as_mut() {
-                        s.deadline = None;
+                    if self.give_up_waiting() {
+                        break;
                     }
                 }
             }
         }
         self.finish_shutdown();
+    }
+
+    /// A shutdown's deadline passed: the first time, cancel what still runs and give the runs a
+    /// moment to end at their next `.await`; the second time, stop waiting (returns `true`).
+    fn give_up_waiting(&mut self) -> bool {
+        let Some(shutdown) = self.shutting_down.as_mut() else {
+            return false;
+        };
+        if shutdown.cancelled {
+            return true;
+        }
+        self.env.cancel.cancel();
+        shutdown.cancelled = true;
+        shutdown.deadline = Instant::now().checked_add(CANCEL_GRACE);
+        false
     }
 
     /// Reads both clocks, reports a wall-clock jump, and returns the wall-clock time.
@@ -563,6 +689,19 @@ impl Core {
             .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
     }
 
+    /// Drops the heap items that no longer match their job, once they outnumber the jobs:
+    /// without this, adding and removing a million hourly jobs would leave a million items
+    /// behind until their hour came. Amortized O(1) per stale item.
+    fn compact_heap(&mut self) {
+        if self.heap.len() <= 2 * self.jobs.len() + HEAP_SLACK {
+            return;
+        }
+        let jobs = &self.jobs;
+        self.heap
+            .retain(|Reverse(due)| jobs.is_due_at(due.key, due.at_us));
+        self.heap.shrink_to(2 * self.heap.len() + HEAP_SLACK);
+    }
+
     // ---- due runs ----
 
     /// Spawns the runs gathered so far. A few are spawned here; a batch is handed to a helper
@@ -587,11 +726,7 @@ impl Core {
     /// Handles due jobs, at most one batch; returns whether more are due.
     fn run_due(&mut self, now: DateTime<Utc>) -> bool {
         let now_us = now.timestamp_micros();
-        let batch: usize = std::env::var("XB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DUE_BATCH);
-        for _ in 0..batch {
+        for _ in 0..DUE_BATCH {
             let Some(Reverse(due)) = self.heap.peek().copied() else {
                 return false;
             };
@@ -599,12 +734,7 @@ impl Core {
                 return false;
             }
             self.heap.pop();
-            let current = self
-                .jobs
-                .get(due.key)
-                .and_then(|entry| entry.next)
-                .is_some_and(|next| next.at().timestamp_micros() == due.at_us);
-            if !current {
+            if !self.jobs.is_due_at(due.key, due.at_us) {
                 continue;
             }
             let fired = std::panic::catch_unwind(AssertUnwindSafe(|| self.fire(due.key, now)));
@@ -617,65 +747,41 @@ impl Core {
             .is_some_and(|Reverse(due)| due.at_us <= now_us)
     }
 
-    /// Handles one due job: decides which run (if any) to start under the misfire rules, and
-    /// schedules the next.
+    /// Handles one due job: runs what the misfire rules say, and schedules the next.
     fn fire(&mut self, key: u64, now: DateTime<Utc>) {
         let Some(entry) = self.jobs.get_mut(key) else {
             return;
         };
-        let Some(next_run) = entry.next.take() else {
+        let Some(due) = entry.next.take() else {
             return;
         };
-        let (regular, at) = (next_run.regular, next_run.at());
-        let grace = entry.options.grace();
-        let in_grace = |fire_time: DateTime<Utc>| grace.is_none_or(|g| now - fire_time <= g);
-        let trigger = &entry.trigger;
-
-        // `run`: the fire time to run now; `missed`: the first fire time skipped; `next`: the
-        // next regular fire time. The common case (on time) costs one trigger call.
-        let after = trigger.next_fire_time(Some(regular), now);
-        let backlog = matches!(after, Ok(Some(n)) if n <= now);
-        let (run, missed, next) = if entry.options.coalesce {
-            let (latest, next) = if backlog {
-                let latest = latest_fire_at_or_before(trigger, regular, now);
-                (latest, trigger.next_fire_time(Some(latest), now))
-            } else {
-                (regular, after)
-            };
-            let fire_time = if latest == regular { at } else { latest };
-            if in_grace(fire_time) {
-                (Some(latest), None, next)
-            } else {
-                (None, Some(regular), next)
-            }
-        } else if in_grace(at) {
-            (Some(regular), None, after)
-        } else {
-            // Skip every run older than the grace time in one step.
-            let cutoff = grace.and_then(|g| now.checked_sub_signed(g)).unwrap_or(now);
-            let next = match after {
-                Ok(Some(n)) if n < cutoff => trigger.fire_time_at_or_after(cutoff),
-                after => after,
-            };
-            (None, Some(regular), next)
-        };
-
+        let decision = decide(&entry.trigger, due, entry.options, now);
+        let catch_up = decision.catch_up_until.map(|until| {
+            Box::new(CatchUp {
+                trigger: entry.trigger.clone(),
+                until,
+            })
+        });
         let id = entry.id.clone();
-        if let Some(scheduled) = missed {
-            tracing::warn!(job.id = %id, %scheduled, "apsched: run missed by more than its grace time");
-            self.shared.emit(|| Event::JobMissed {
-                job_id: id.clone(),
-                scheduled_run_time: scheduled,
-            });
+        if let Some(scheduled) = decision.missed {
+            self.missed(&id, scheduled);
         }
-        if let Some(scheduled) = run {
-            self.submit(key, scheduled);
+        if let Some(scheduled) = decision.run {
+            self.submit(key, scheduled, catch_up);
         }
-        match next {
+        match decision.next {
             Ok(Some(regular)) => self.schedule(key, regular),
             Ok(None) => self.remove_entry(key),
             Err(error) => self.drop_broken(key, &error.to_string()),
         }
+    }
+
+    fn missed(&self, id: &JobId, scheduled: DateTime<Utc>) {
+        tracing::warn!(job.id = %id, %scheduled, "apsched: run missed by more than its grace time");
+        self.shared.emit(|| Event::JobMissed {
+            job_id: id.clone(),
+            scheduled_run_time: scheduled,
+        });
     }
 
     /// Sets the entry's next run at `regular` (plus jitter) and queues it.
@@ -691,8 +797,9 @@ impl Core {
         }));
     }
 
-    /// Starts one run of the job, unless `max_instances` runs are going already.
-    fn submit(&mut self, key: u64, scheduled: DateTime<Utc>) {
+    /// Starts one run of the job, unless `max_instances` runs are going already (then the run,
+    /// and the rest of a catch-up it would begin, is skipped).
+    fn submit(&mut self, key: u64, scheduled: DateTime<Utc>, catch_up: Option<Box<CatchUp>>) {
         let Some((entry, running)) = self.jobs.get_with_running(key) else {
             return;
         };
@@ -705,8 +812,13 @@ impl Core {
             return;
         }
         *running += 1;
-        self.in_flight += 1;
-        self.shared.running.store(self.in_flight, Ordering::Relaxed);
+        let run = self.runs.insert(Running {
+            key,
+            id: entry.id.clone(),
+            scheduled,
+            catch_up,
+        });
+        self.shared.running.store(self.runs.len, Ordering::Relaxed);
         let span = tracing::info_span!(
             "apsched.job",
             job.id = %entry.id,
@@ -720,12 +832,12 @@ impl Core {
         let launch = Launch {
             completion: Completion {
                 env: Arc::clone(&self.env),
-                key,
-                id: entry.id.clone(),
-                scheduled,
+                run,
                 started: Instant::now(),
                 result: None,
             },
+            id: entry.id.clone(),
+            scheduled,
             span,
             name: entry.name.clone(),
             sink: &mut self.ready,
@@ -735,28 +847,78 @@ impl Core {
 
     fn finished(&mut self, done: RunDone) {
         // Every spawned run ends here exactly once, whatever its outcome.
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.shared.running.store(self.in_flight, Ordering::Relaxed);
-        if let Some((_, running)) = self.jobs.get_with_running(done.key) {
-            *running = running.saturating_sub(1);
+        let Some(running) = self.runs.remove(done.run) else {
+            return;
+        };
+        self.shared.running.store(self.runs.len, Ordering::Relaxed);
+        if let Some((_, count)) = self.jobs.get_with_running(running.key) {
+            *count = count.saturating_sub(1);
         }
-        let event = match done.result {
+        let Running {
+            key,
+            id,
+            scheduled,
+            catch_up,
+        } = running;
+        if let Err(message) = &done.result {
+            tracing::error!(job.id = %id, error = %message, "apsched: job failed");
+        }
+        if let Some(catch_up) = catch_up {
+            self.go_on_catching_up(key, &id, scheduled, catch_up);
+        }
+        self.shared.emit(|| match done.result {
             Ok(()) => Event::JobExecuted {
-                job_id: done.id,
-                scheduled_run_time: done.scheduled,
+                job_id: id,
+                scheduled_run_time: scheduled,
                 duration: done.duration,
             },
-            Err(message) => {
-                tracing::error!(job.id = %done.id, error = %message, "apsched: job failed");
-                Event::JobError {
-                    job_id: done.id,
-                    scheduled_run_time: done.scheduled,
-                    duration: done.duration,
-                    message,
-                }
-            }
+            Err(message) => Event::JobError {
+                job_id: id,
+                scheduled_run_time: scheduled,
+                duration: done.duration,
+                message,
+            },
+        });
+    }
+
+    /// After a catch-up run: starts the next missed fire time of the catch-up, if it is still
+    /// within the grace time (else reports it missed and skips to the first that is). A job
+    /// paused, removed or rescheduled meanwhile ends its catch-up; so does a paused or
+    /// stopping scheduler, reporting the rest missed.
+    fn go_on_catching_up(
+        &mut self,
+        key: u64,
+        id: &JobId,
+        previous: DateTime<Utc>,
+        catch_up: Box<CatchUp>,
+    ) {
+        let now = self.shared.clock.now();
+        let Some(entry) = self.jobs.get(key) else {
+            return;
         };
-        self.shared.emit(|| event);
+        if entry.next.is_none() || entry.trigger != catch_up.trigger {
+            return;
+        }
+        let grace = entry.options.grace();
+        let Ok(Some(mut next)) = catch_up.trigger.next_fire_time(Some(previous), now) else {
+            return;
+        };
+        if next > catch_up.until {
+            return;
+        }
+        if self.state != SchedulerState::Running || self.shutting_down.is_some() {
+            self.missed(id, next);
+            return;
+        }
+        if let Some(grace) = grace.filter(|g| now - next > *g) {
+            self.missed(id, next);
+            let cutoff = now.checked_sub_signed(grace).unwrap_or(now);
+            match catch_up.trigger.fire_time_at_or_after(cutoff) {
+                Ok(Some(in_grace)) if in_grace <= catch_up.until => next = in_grace,
+                _ => return,
+            }
+        }
+        self.submit(key, next, Some(catch_up));
     }
 
     /// Removes a job the core cannot go on scheduling, and says why.
@@ -779,6 +941,11 @@ impl Core {
     // ---- commands ----
 
     fn handle(&mut self, command: Command) {
+        // Commands queued behind a shutdown (even in the same batch) are refused.
+        if self.shutting_down.is_some() {
+            reject(command);
+            return;
+        }
         if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| self.apply(command))) {
             tracing::error!(panic = %panic_message(&*panic), "apsched: a command panicked in the core; it was dropped");
         }
@@ -830,26 +997,37 @@ impl Core {
                 let _ = reply.send(result);
             }
             Command::Shutdown { timeout, reply } => {
-                self.begin_shutdown(timeout, Some(reply));
+                self.begin_shutdown(timeout);
+                match reply {
+                    ShutdownReply::Stopped(waiter) => {
+                        if let Some(shutdown) = self.shutting_down.as_mut() {
+                            shutdown.waiters.push(waiter);
+                        }
+                    }
+                    ShutdownReply::Begun(waiter) => {
+                        let _ = waiter.send(Ok(()));
+                    }
+                }
             }
         }
     }
 
     fn add(&mut self, key: u64, entry: Entry, replaces: Option<u64>) {
-        {
-            let mut index = self.shared.index();
-            // The handle put the id in the index before sending; if it names another key now,
-            // a later call (a removal, a replacement) has already superseded this add.
-            if index.key_of(&entry.id) != Some(key) {
-                index.release(key, &entry.id);
-                return;
-            }
-            if let Some(old) = replaces {
-                if let Some(old_id) = self.jobs.remove(old) {
-                    index.release(old, &old_id);
-                }
+        let mut index = self.shared.index();
+        // The job this one replaces goes first, whatever happens to this one.
+        if let Some(old) = replaces {
+            if let Some(old_id) = self.jobs.remove(old) {
+                index.release(old, &old_id);
             }
         }
+        // Handles send commands in the order they change the index, so an id that no longer
+        // names this key was removed or replaced by a command queued behind this one: this
+        // job would only be dropped again.
+        if index.key_of(&entry.id) != Some(key) {
+            index.release(key, &entry.id);
+            return;
+        }
+        drop(index);
         if self.state != SchedulerState::Stopped {
             if let Some(next) = entry.next {
                 self.heap.push(Reverse(Due {
@@ -903,7 +1081,7 @@ impl Core {
                 self.set_next(key, first);
             }
             JobChange::RunNow => {
-                self.submit(key, now);
+                self.submit(key, now, None);
             }
         }
         let entry = self.jobs.get(key).map(|e| e.snapshot(self.shared.timezone));
@@ -997,26 +1175,37 @@ impl Core {
         }
     }
 
-    fn begin_shutdown(
-        &mut self,
-        timeout: Option<Duration>,
-        reply: Option<oneshot::Sender<Result<()>>>,
-    ) {
+    fn begin_shutdown(&mut self, timeout: Option<Duration>) {
         self.shared.set_state(SchedulerState::ShutDown);
         let state = self.shutting_down.get_or_insert_with(|| ShutdownState {
             waiters: Vec::new(),
             deadline: None,
+            cancelled: false,
         });
         // A timeout past the end of `Instant` is no timeout.
         if let Some(deadline) = timeout.and_then(|t| Instant::now().checked_add(t)) {
-            state.deadline = Some(state.deadline.map_or(deadline, |d| d.min(deadline)));
+            if !state.cancelled {
+                state.deadline = Some(state.deadline.map_or(deadline, |d| d.min(deadline)));
+            }
         }
-        state.waiters.extend(reply);
     }
 
     fn finish_shutdown(&mut self) {
         self.state = SchedulerState::ShutDown;
         self.shared.set_state(SchedulerState::ShutDown);
+        // Runs still going were cancelled and had their grace: stop tracking them.
+        let abandoned: Vec<AbandonedRun> = self
+            .runs
+            .drain()
+            .map(|run| {
+                tracing::warn!(job.id = %run.id, scheduled = %run.scheduled, "apsched: run abandoned at shutdown (still going after its cancellation)");
+                AbandonedRun {
+                    job_id: run.id,
+                    scheduled_run_time: run.scheduled,
+                }
+            })
+            .collect();
+        self.shared.running.store(0, Ordering::Relaxed);
         self.rx.close();
         while let Ok(command) = self.rx.try_recv() {
             reject(command);
@@ -1027,8 +1216,18 @@ impl Core {
         self.shared.emit(|| Event::SchedulerShutdown);
         if let Some(state) = self.shutting_down.take() {
             for waiter in state.waiters {
-                let _ = waiter.send(Ok(()));
+                let _ = waiter.send(Ok(abandoned.clone()));
             }
+        }
+    }
+}
+
+impl Drop for Core {
+    /// A core dropped without finishing its shutdown (its runtime shut down, or it panicked)
+    /// leaves handles that can no longer be answered: they must say so, not "running".
+    fn drop(&mut self) {
+        if self.state != SchedulerState::ShutDown {
+            self.shared.set_state(SchedulerState::Closed);
         }
     }
 }
@@ -1036,12 +1235,17 @@ impl Core {
 /// Answers a command that arrived after shutdown began.
 fn reject(command: Command) {
     match command {
-        Command::Start { reply, .. }
-        | Command::Pause { reply }
-        | Command::Resume { reply }
-        | Command::Shutdown { reply, .. } => {
+        Command::Start { reply, .. } | Command::Pause { reply } | Command::Resume { reply } => {
             let _ = reply.send(Err(Error::Shutdown));
         }
+        Command::Shutdown { reply, .. } => match reply {
+            ShutdownReply::Stopped(reply) => {
+                let _ = reply.send(Err(Error::Shutdown));
+            }
+            ShutdownReply::Begun(reply) => {
+                let _ = reply.send(Err(Error::Shutdown));
+            }
+        },
         Command::Change { reply, .. } => {
             let _ = reply.send(Err(Error::Shutdown));
         }
@@ -1054,9 +1258,82 @@ fn reject(command: Command) {
     }
 }
 
+/// What to do with a job whose next run is due, by APScheduler's misfire rules.
+#[derive(Debug)]
+struct Decision {
+    /// Start a run standing for this fire time.
+    run: Option<DateTime<Utc>>,
+    /// Report this fire time, the first of a stretch, as missed.
+    missed: Option<DateTime<Utc>>,
+    /// After the run, run the later missed fire times up to this instant, one after another.
+    catch_up_until: Option<DateTime<Utc>>,
+    /// The next regular fire time to schedule (`Ok(None)`: the trigger is finished).
+    next: Result<Option<DateTime<Utc>>>,
+}
+
+/// The misfire rules, as a pure function of the trigger, the due run, the job's options and
+/// the time.
+///
+/// - On time (no later fire time is due yet): the run runs if it is within the grace time,
+///   else it is missed.
+/// - Behind (later fire times are due too), with `coalesce`: one run stands for all of them,
+///   the latest, if that one is within the grace time; else they are missed.
+/// - Behind, without `coalesce`: the fire times older than the grace time are missed (one
+///   report for the stretch), and the rest run one after another, the first now.
+///
+/// However far behind, this costs a few dozen trigger calls.
+fn decide(trigger: &Trigger, due: NextRun, options: Admission, now: DateTime<Utc>) -> Decision {
+    let (regular, at) = (due.regular, due.at());
+    let grace = options.grace();
+    let in_grace = |fire_time: DateTime<Utc>| grace.is_none_or(|g| now - fire_time <= g);
+    let after = trigger.next_fire_time(Some(regular), now);
+    let behind = matches!(after, Ok(Some(n)) if n <= now);
+    if !behind {
+        let on_time = in_grace(at);
+        return Decision {
+            run: on_time.then_some(regular),
+            missed: (!on_time).then_some(regular),
+            catch_up_until: None,
+            next: after,
+        };
+    }
+    if options.coalesce {
+        let latest = latest_fire_at_or_before(trigger, regular, now);
+        let on_time = in_grace(latest);
+        return Decision {
+            run: on_time.then_some(latest),
+            missed: (!on_time).then_some(regular),
+            catch_up_until: None,
+            next: trigger.next_fire_time(Some(latest), now),
+        };
+    }
+    let first = if in_grace(at) {
+        Some(regular)
+    } else {
+        let cutoff = grace.and_then(|g| now.checked_sub_signed(g)).unwrap_or(now);
+        match trigger.fire_time_at_or_after(cutoff) {
+            Ok(Some(first)) if first <= now => Some(first),
+            _ => None,
+        }
+    };
+    // Strictly after now: what is due now belongs to the catch-up.
+    let next = match now.checked_add_signed(TimeDelta::nanoseconds(1)) {
+        Some(after_now) => trigger.fire_time_at_or_after(after_now),
+        None => Ok(None),
+    };
+    Decision {
+        run: first,
+        missed: (first != Some(regular)).then_some(regular),
+        catch_up_until: first.map(|_| now),
+        next,
+    }
+}
+
 /// How a run is spawned: its task reports its end through `completion` and runs in `span`.
 pub(crate) struct Launch<'a> {
     completion: Completion,
+    id: JobId,
+    scheduled: DateTime<Utc>,
     span: tracing::Span,
     /// Where the ready run goes: the core spawns a due batch's runs from a helper task.
     sink: &'a mut Vec<RunTask>,
@@ -1073,12 +1350,12 @@ impl Launch<'_> {
     /// The run's context, built only for tasks that take one.
     pub(crate) fn context(&self, default_name: &'static str) -> JobContext {
         JobContext {
-            id: self.completion.id.clone(),
+            id: self.id.clone(),
             name: match &self.name {
                 Some(name) => Name::Shared(Arc::clone(name)),
                 None => Name::Static(default_name),
             },
-            scheduled_run_time: self.completion.scheduled,
+            scheduled_run_time: self.scheduled,
             env: Arc::clone(&self.completion.env),
         }
     }
@@ -1091,6 +1368,7 @@ impl Launch<'_> {
             sink,
             ..
         } = self;
+        let scheduler = Arc::as_ptr(&completion.env.shared) as usize;
         let task = async move {
             let cancel = &completion.env.cancel;
             let result = tokio::select! {
@@ -1104,13 +1382,14 @@ impl Launch<'_> {
             };
             completion.finish(result);
         };
-        sink.push(Box::pin(task.instrument(span)));
+        sink.push(Box::pin(RUN_OF.scope(scheduler, task.instrument(span))));
     }
 
     /// Readies a blocking run: it waits for one of the `max_blocking_jobs` permits, then runs
     /// on the blocking pool.
     pub(crate) fn spawn_blocking(self, body: impl FnOnce() -> RunResult + Send + 'static) {
         let permits = Arc::clone(&self.completion.env.blocking_permits);
+        let scheduler = Arc::as_ptr(&self.completion.env.shared) as usize;
         self.spawn(async move {
             // The permit is held on the blocking thread and released when the body ends.
             let Ok(permit) = permits.acquire_owned().await else {
@@ -1120,7 +1399,10 @@ impl Launch<'_> {
             let joined = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let _entered = span.enter();
-                std::panic::catch_unwind(AssertUnwindSafe(body))
+                BLOCKING_RUN_OF.with(|of| of.set(scheduler));
+                let result = std::panic::catch_unwind(AssertUnwindSafe(body));
+                BLOCKING_RUN_OF.with(|of| of.set(0));
+                result
             })
             .await;
             match joined {
@@ -1151,37 +1433,54 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 
 /// The latest fire time at or before `now`, given `known`, a fire time at or before `now`.
 ///
-/// Searched backwards from `now` in doubling steps, then forwards over the few fire times in
-/// the last step: O(log(now - known)) trigger calls, so a clock that jumped ten years costs
-/// about sixty calls, not five million.
+/// Whether a probe instant has a fire time in `[probe, now]` is true up to the latest fire
+/// time and false after it, so the latest is found by searching for where that changes:
+/// backwards from `now` in doubling steps, then by bisection down to a millisecond, then
+/// forward over the few fire times left. A clock that jumped ten years costs about a hundred
+/// trigger calls, not five million.
 fn latest_fire_at_or_before(
     trigger: &Trigger,
     known: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    let mut latest = match trigger.next_fire_time(Some(known), now) {
-        Ok(Some(next)) if next <= now => next,
-        _ => return known,
+    let fires_by_now = |probe: DateTime<Utc>| -> Option<DateTime<Utc>> {
+        match trigger.fire_time_at_or_after(probe) {
+            Ok(Some(found)) if found <= now => Some(found),
+            _ => None,
+        }
     };
-    let mut step = TimeDelta::seconds(1);
+    // `lo` has a fire time in [lo, now]; `hi` has none in [hi, now].
+    let (mut lo, mut hi) = (known, now);
+    if let Some(at_now) = fires_by_now(now) {
+        return at_now;
+    }
+    let mut step = TimeDelta::milliseconds(1);
     while let Some(probe) = now.checked_sub_signed(step) {
-        if probe <= latest {
+        if probe <= known {
             break;
         }
-        if let Ok(Some(found)) = trigger.fire_time_at_or_after(probe) {
-            if found <= now {
-                latest = latest.max(found);
-                break;
-            }
+        if fires_by_now(probe).is_some() {
+            lo = probe;
+            break;
         }
+        hi = probe;
         let Some(doubled) = step.checked_mul(2) else {
             break;
         };
         step = doubled;
     }
-    // Walk forward over what is left of the window (a handful of fire times at most for any
-    // regular trigger; bounded for the pathological ones).
-    for _ in 0..10_000 {
+    while hi - lo > TimeDelta::milliseconds(1) {
+        let mid = lo + (hi - lo) / 2;
+        if fires_by_now(mid).is_some() {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut latest = fires_by_now(lo).unwrap_or(known).max(known);
+    // At most a few fire times lie within the last millisecond (an interval is at least 1 ms;
+    // the bound covers combinations).
+    for _ in 0..64 {
         match trigger.next_fire_time(Some(latest), now) {
             Ok(Some(next)) if next <= now => latest = next,
             _ => break,

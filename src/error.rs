@@ -79,6 +79,11 @@ pub enum Error {
     /// The scheduler was shut down (or its core stopped because every handle was dropped).
     #[error("the scheduler is shut down")]
     Shutdown,
+    /// The scheduler's core task ended without a shutdown: its Tokio runtime shut down or was
+    /// dropped while a handle lived on (or it panicked). Nothing runs any more; start a new
+    /// scheduler.
+    #[error("the scheduler's core task stopped without a shutdown (its Tokio runtime shut down or it panicked)")]
+    Closed,
     /// The call does not fit the scheduler's state, e.g. starting it twice.
     #[error("the scheduler is {state}: cannot {action}")]
     InvalidState {

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 
-use crate::core::{Command, Core, Entry, JobChange};
+use crate::core::{in_run_of, Command, Core, Entry, JobChange, ShutdownReply};
 use crate::event::EventStream;
 use crate::job::{IntoTask, Task};
 use crate::trigger::Trigger;
@@ -36,6 +36,10 @@ pub enum SchedulerState {
     Paused,
     /// Shutting down or shut down: every call returns [`Error::Shutdown`].
     ShutDown,
+    /// The core task ended without a shutdown: its Tokio runtime shut down or was dropped
+    /// while this handle lived on (or it panicked). Nothing runs; every call returns
+    /// [`Error::Closed`].
+    Closed,
 }
 
 impl SchedulerState {
@@ -44,7 +48,8 @@ impl SchedulerState {
             0 => SchedulerState::Stopped,
             1 => SchedulerState::Running,
             2 => SchedulerState::Paused,
-            _ => SchedulerState::ShutDown,
+            3 => SchedulerState::ShutDown,
+            _ => SchedulerState::Closed,
         }
     }
 }
@@ -56,6 +61,7 @@ impl std::fmt::Display for SchedulerState {
             SchedulerState::Running => "running",
             SchedulerState::Paused => "paused",
             SchedulerState::ShutDown => "shut down",
+            SchedulerState::Closed => "closed",
         })
     }
 }
@@ -151,6 +157,9 @@ pub struct AbandonedRun {
     pub scheduled_run_time: DateTime<Utc>,
 }
 
+/// The most events a subscriber may fall behind: the broadcast buffer is allocated up front.
+const MAX_EVENT_CAPACITY: usize = 1 << 20;
+
 /// Settings for a [`Scheduler`]; start from [`Scheduler::builder`].
 #[must_use]
 #[derive(Debug)]
@@ -195,22 +204,28 @@ impl SchedulerBuilder {
         self
     }
 
-    /// How many commands may wait for the core before callers wait too. Default 16,384.
+    /// How many commands may wait for the core before callers wait too. Default 16,384;
+    /// at least 1, at most [`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS)
+    /// (values outside are clamped).
     pub fn channel_capacity(mut self, capacity: usize) -> Self {
-        self.channel_capacity = capacity.max(1);
+        self.channel_capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
 
-    /// How many events a subscriber may fall behind before it skips the oldest. Default 1,024.
+    /// How many events a subscriber may fall behind before it skips the oldest. Default 1,024;
+    /// at least 1, at most 1,048,576 (values outside are clamped: the buffer is allocated up
+    /// front, about 100 bytes an event).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
-        self.event_capacity = capacity.max(1);
+        self.event_capacity = capacity.clamp(1, MAX_EVENT_CAPACITY);
         self
     }
 
     /// How many blocking (non-async) job runs may go at once; more wait for a free worker.
-    /// Default 10, as APScheduler's thread pool.
+    /// Default 10, as APScheduler's thread pool; at least 1, at most
+    /// [`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS) (values outside are
+    /// clamped). Tokio's blocking pool has its own limit (512 threads by default).
     pub fn max_blocking_jobs(mut self, workers: usize) -> Self {
-        self.max_blocking_jobs = workers.max(1);
+        self.max_blocking_jobs = workers.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
 
@@ -368,6 +383,10 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`Error::InvalidState`] if already started, [`Error::Shutdown`] after shutdown.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropped before the core took the call, nothing changes; after, the
+    /// scheduler starts all the same.
     pub async fn start(&self) -> Result<()> {
         self.request(|reply| Command::Start {
             paused: false,
@@ -379,6 +398,9 @@ impl Scheduler {
     /// Starts in the paused state: jobs are scheduled but none runs until [`resume`](Self::resume).
     ///
     /// # Errors
+    /// As [`start`](Self::start).
+    ///
+    /// # Cancel safety
     /// As [`start`](Self::start).
     pub async fn start_paused(&self) -> Result<()> {
         self.request(|reply| Command::Start {
@@ -392,6 +414,9 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`Error::InvalidState`] if not started, [`Error::Shutdown`] after shutdown.
+    ///
+    /// # Cancel safety
+    /// As [`start`](Self::start).
     pub async fn pause(&self) -> Result<()> {
         self.request(|reply| Command::Pause { reply }).await?
     }
@@ -401,6 +426,9 @@ impl Scheduler {
     ///
     /// # Errors
     /// As [`pause`](Self::pause).
+    ///
+    /// # Cancel safety
+    /// As [`start`](Self::start).
     pub async fn resume(&self) -> Result<()> {
         self.request(|reply| Command::Resume { reply }).await?
     }
@@ -408,30 +436,53 @@ impl Scheduler {
     /// Shuts down: no new run starts, and this waits for the runs under way to finish.
     /// Every later call returns [`Error::Shutdown`].
     ///
-    /// # Errors
-    /// [`Error::Shutdown`] if already shut down.
-    pub async fn shutdown(&self) -> Result<()> {
-        self.request(|reply| Command::Shutdown {
-            timeout: None,
-            reply,
-        })
-        .await?
-    }
-
-    /// As [`shutdown`](Self::shutdown), but runs still going after `timeout` are cancelled:
-    /// their [`JobContext`](crate::JobContext) token is cancelled and async runs are dropped at
-    /// their next `.await` (reported as [`Event::JobError`]). A blocking run cannot be stopped;
-    /// it is abandoned to finish on its own.
+    /// Called from one of the scheduler's own runs (an async job awaiting it directly, or a
+    /// blocking job), it returns as soon as the shutdown has begun: waiting for running jobs
+    /// would wait for itself.
     ///
     /// # Errors
     /// [`Error::Shutdown`] if already shut down.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropped before the core took the call, nothing changes; after, the
+    /// shutdown goes on without this caller waiting for it.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.stop(None).await.map(drop)
+    }
+
+    /// As [`shutdown`](Self::shutdown), but bounded: once `timeout` has passed, runs still
+    /// going are cancelled (their [`JobContext`](crate::JobContext) token is cancelled, and
+    /// async runs are dropped at their next `.await`, reported as [`Event::JobError`]); runs
+    /// that have not ended 100 ms later (an async run that never reaches an `.await`, a
+    /// blocking run, which cannot be stopped) are abandoned to finish on their own, and
+    /// returned. So this returns at most 100 ms after `timeout`, whatever the jobs do.
+    ///
+    /// From one of the scheduler's own runs it returns as soon as the shutdown has begun, with
+    /// no runs listed.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] if already shut down.
+    ///
+    /// # Cancel safety
+    /// As [`shutdown`](Self::shutdown).
     pub async fn shutdown_timeout(&self, timeout: Duration) -> Result<Vec<AbandonedRun>> {
+        self.stop(Some(timeout)).await
+    }
+
+    async fn stop(&self, timeout: Option<Duration>) -> Result<Vec<AbandonedRun>> {
+        if in_run_of(&self.shared) {
+            self.request(|reply| Command::Shutdown {
+                timeout,
+                reply: ShutdownReply::Begun(reply),
+            })
+            .await??;
+            return Ok(Vec::new());
+        }
         self.request(|reply| Command::Shutdown {
-            timeout: Some(timeout),
-            reply,
+            timeout,
+            reply: ShutdownReply::Stopped(reply),
         })
-        .await??;
-        Ok(Vec::new())
+        .await?
     }
 
     /// Adds a job: `task` (an async or blocking closure or fn, see [`IntoTask`]) run at the
@@ -439,7 +490,7 @@ impl Scheduler {
     /// [`Job`].
     ///
     /// The trigger and options are checked here, and the job is handed to the core without
-    /// waiting for it, so adding is cheap.
+    /// waiting for it, so adding is cheap. Nothing happens until the builder is awaited.
     ///
     /// ```
     /// # use apsched::{Scheduler, trigger::Cron};
@@ -456,6 +507,14 @@ impl Scheduler {
     /// assert_eq!(job.name, "report");
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    /// When awaited: an invalid trigger or option, [`Error::ConflictingId`],
+    /// [`Error::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the one wait is for room in the core's channel, before anything changes;
+    /// a future dropped there (or never polled) adds nothing and holds no id.
     pub fn add_job<M>(&self, task: impl IntoTask<M>, trigger: impl Into<Trigger>) -> AddJob<'_> {
         AddJob {
             scheduler: self,
@@ -473,9 +532,11 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`Error::JobNotFound`], [`Error::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it changes nothing.
     pub async fn get_job(&self, id: &str) -> Result<Job> {
-        let key = self.key_of(id)?;
-        self.request(|reply| Command::Get { key, reply })
+        self.request_job(id, |key, reply| Command::Get { key, reply })
             .await?
             .ok_or_else(|| Error::JobNotFound(id.to_string()))
     }
@@ -484,11 +545,21 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`Error::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it changes nothing.
     pub async fn get_jobs(&self) -> Result<Vec<Job>> {
+        self.ensure_open()?;
         self.request(|reply| Command::GetAll { reply }).await
     }
 
     /// Changes a job's name or options; set them on the returned builder, then `.await` it.
+    ///
+    /// # Errors
+    /// When awaited: an invalid option, [`Error::JobNotFound`], [`Error::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// As [`pause_job`](Self::pause_job).
     pub fn modify_job<'a>(&'a self, id: &'a str) -> ModifyJob<'a> {
         ModifyJob {
             scheduler: self,
@@ -504,7 +575,11 @@ impl Scheduler {
     ///
     /// # Errors
     /// An invalid trigger (the job is unchanged), [`Error::JobNotFound`], [`Error::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// As [`pause_job`](Self::pause_job).
     pub async fn reschedule_job(&self, id: &str, trigger: impl Into<Trigger>) -> Result<Job> {
+        self.ensure_open()?;
         let trigger = self.prepare_trigger(trigger.into())?.0;
         self.change(id, JobChange::Reschedule(trigger))
             .await?
@@ -515,6 +590,11 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`Error::JobNotFound`], [`Error::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropped before the core took the call, nothing changes; after, the change
+    /// is made all the same (entirely: the core applies each call as one step), and only its
+    /// answer is lost.
     pub async fn pause_job(&self, id: &str) -> Result<Job> {
         self.change(id, JobChange::Pause)
             .await?
@@ -526,6 +606,9 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`Error::JobNotFound`], [`Error::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// As [`pause_job`](Self::pause_job).
     pub async fn resume_job(&self, id: &str) -> Result<Option<Job>> {
         self.change(id, JobChange::Resume).await
     }
@@ -535,16 +618,15 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`Error::JobNotFound`], [`Error::Shutdown`], [`Error::InvalidState`] before start.
+    ///
+    /// # Cancel safety
+    /// As [`pause_job`](Self::pause_job): dropped before the core took it, nothing runs.
     pub async fn run_job_now(&self, id: &str) -> Result<()> {
-        match self.state() {
-            SchedulerState::Stopped => {
-                return Err(Error::InvalidState {
-                    state: SchedulerState::Stopped,
-                    action: "run a job",
-                })
-            }
-            SchedulerState::ShutDown => return Err(Error::Shutdown),
-            _ => {}
+        if self.state() == SchedulerState::Stopped {
+            return Err(Error::InvalidState {
+                state: SchedulerState::Stopped,
+                action: "run a job",
+            });
         }
         self.change(id, JobChange::RunNow).await.map(drop)
     }
@@ -553,15 +635,30 @@ impl Scheduler {
     ///
     /// # Errors
     /// [`Error::JobNotFound`], [`Error::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the one wait is for room in the core's channel, before anything changes;
+    /// a future dropped there removes nothing.
     pub async fn remove_job(&self, id: &str) -> Result<()> {
-        let command = self.remove_command(id)?;
-        self.send(command).await
+        self.ensure_open()?;
+        let permit = self.reserve().await?;
+        let mut index = self.shared.index();
+        let key = index
+            .ids
+            .remove(id)
+            .ok_or_else(|| Error::JobNotFound(id.to_string()))?;
+        // Sent under the index lock: commands reach the core in the order the index changed.
+        permit.send(Command::Remove { key });
+        Ok(())
     }
 
     /// Removes every job.
     ///
     /// # Errors
     /// [`Error::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// As [`pause_job`](Self::pause_job).
     pub async fn remove_all_jobs(&self) -> Result<()> {
         self.ensure_open()?;
         self.request(|reply| Command::RemoveAll { reply }).await
@@ -581,18 +678,20 @@ impl Scheduler {
     }
 
     pub(crate) fn ensure_open(&self) -> Result<()> {
-        if self.state() == SchedulerState::ShutDown || self.tx.is_closed() {
-            return Err(Error::Shutdown);
+        match self.state() {
+            SchedulerState::ShutDown => Err(Error::Shutdown),
+            SchedulerState::Closed => Err(Error::Closed),
+            _ if self.tx.is_closed() => Err(self.gone()),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    fn key_of(&self, id: &str) -> Result<u64> {
-        self.ensure_open()?;
-        self.shared
-            .index()
-            .key_of(id)
-            .ok_or_else(|| Error::JobNotFound(id.to_string()))
+    /// The error for a core that no longer answers: shut down, or gone without a shutdown.
+    fn gone(&self) -> Error {
+        match self.state() {
+            SchedulerState::Closed => Error::Closed,
+            _ => Error::Shutdown,
+        }
     }
 
     fn prepare_trigger(&self, mut trigger: Trigger) -> Result<(Trigger, DateTime<Utc>)> {
@@ -607,8 +706,8 @@ impl Scheduler {
         }
     }
 
-    /// Checks an add and builds the command and the snapshot, without touching the channel.
-    pub(crate) fn prepare_add(&self, add: AddJob<'_>) -> Result<(Command, Job)> {
+    /// Checks an add and builds the job's entry and snapshot; the id is not entered yet.
+    fn prepare_add(&self, add: AddJob<'_>) -> Result<(Entry, Job, bool)> {
         self.ensure_open()?;
         add.options.validate()?;
         let (trigger, first) = self.prepare_trigger(add.trigger)?;
@@ -626,7 +725,7 @@ impl Scheduler {
         let name: Option<Arc<str>> = add.name.map(Arc::from);
         let next_run_time = (!add.paused).then(|| trigger.jittered(first));
         let entry = Entry::new(
-            id.clone(),
+            id,
             name,
             add.task,
             trigger,
@@ -634,59 +733,73 @@ impl Scheduler {
             next_run_time.map(|at| (first, at)),
         );
         let job = entry.snapshot(self.shared.timezone);
-        let (key, replaces) = {
-            let mut index = self.shared.index();
-            let existing = index.key_of(&id);
-            if existing.is_some() && !add.replace_existing {
-                return Err(Error::ConflictingId(id.to_string()));
-            }
-            let key = index.allocate();
-            index.ids.insert(id, key);
-            (key, existing)
-        };
-        Ok((
-            Command::Add {
-                key,
-                entry,
-                replaces,
-            },
-            job,
-        ))
+        Ok((entry, job, add.replace_existing))
     }
 
-    /// Checks a removal against the index and takes the id out of it.
-    pub(crate) fn remove_command(&self, id: &str) -> Result<Command> {
-        self.ensure_open()?;
-        let key = self
-            .shared
-            .index()
-            .ids
-            .remove(id)
-            .ok_or_else(|| Error::JobNotFound(id.to_string()))?;
-        Ok(Command::Remove { key })
+    /// Adds a prepared job: waits for room in the channel (the only wait, before anything
+    /// changes), then enters the id and sends the job under the index lock, so commands reach
+    /// the core in the order the index changed.
+    async fn add(&self, add: AddJob<'_>) -> Result<Job> {
+        let (entry, job, replace_existing) = self.prepare_add(add)?;
+        let permit = self.reserve().await?;
+        let mut index = self.shared.index();
+        let replaces = index.key_of(&job.id);
+        if replaces.is_some() && !replace_existing {
+            return Err(Error::ConflictingId(job.id.to_string()));
+        }
+        let key = index.allocate();
+        index.ids.insert(job.id.clone(), key);
+        permit.send(Command::Add {
+            key,
+            entry,
+            replaces,
+        });
+        Ok(job)
     }
 
     async fn change(&self, id: &str, change: JobChange) -> Result<Option<Job>> {
-        let key = self.key_of(id)?;
-        self.request(|reply| Command::Change { key, change, reply })
+        self.request_job(id, |key, reply| Command::Change { key, change, reply })
             .await?
     }
 
-    pub(crate) async fn send(&self, command: Command) -> Result<()> {
-        // `try_send` first: most sends find room, and it skips the future's bookkeeping.
-        match self.tx.try_send(command) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(command)) => {
-                self.tx.send(command).await.map_err(|_| Error::Shutdown)
+    /// Room for one command in the core's channel. Waiting for it is a call's only wait before
+    /// its command is sent, so a call dropped here has changed nothing.
+    async fn reserve(&self) -> Result<mpsc::Permit<'_, Command>> {
+        // `try_reserve` first: most calls find room, and it skips the future's bookkeeping.
+        match self.tx.try_reserve() {
+            Ok(permit) => Ok(permit),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                self.tx.reserve().await.map_err(|_| self.gone())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Shutdown),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(self.gone()),
         }
     }
 
     async fn request<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let permit = self.reserve().await?;
         let (reply, answer) = oneshot::channel();
-        self.send(command(reply)).await?;
-        answer.await.map_err(|_| Error::Shutdown)
+        permit.send(command(reply));
+        answer.await.map_err(|_| self.gone())
+    }
+
+    /// As `request`, for a command about the job `id`: the id is looked up and the command sent
+    /// under the index lock, so it reaches the core in order with the index's changes.
+    async fn request_job<T>(
+        &self,
+        id: &str,
+        command: impl FnOnce(u64, oneshot::Sender<T>) -> Command,
+    ) -> Result<T> {
+        self.ensure_open()?;
+        let permit = self.reserve().await?;
+        let (reply, answer) = oneshot::channel();
+        {
+            let index = self.shared.index();
+            let key = index
+                .key_of(id)
+                .ok_or_else(|| Error::JobNotFound(id.to_string()))?;
+            permit.send(command(key, reply));
+        }
+        answer.await.map_err(|_| self.gone())
     }
 }
 
@@ -753,13 +866,7 @@ impl<'a> IntoFuture for AddJob<'a> {
     type IntoFuture = Pin<Box<dyn Future<Output = Result<Job>> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let scheduler = self.scheduler;
-        let prepared = scheduler.prepare_add(self);
-        Box::pin(async move {
-            let (command, job) = prepared?;
-            scheduler.send(command).await?;
-            Ok(job)
-        })
+        Box::pin(async move { self.scheduler.add(self).await })
     }
 }
 

@@ -50,7 +50,7 @@
 //! | `404 Not Found` | `job_not_found` |
 //! | `405 Method Not Allowed` | `adding_disabled` (`POST .../jobs` without [`Api::tasks`]) |
 //! | `409 Conflict` | `conflicting_id` (the id is taken), `invalid_state` (e.g. pausing a scheduler not started) |
-//! | `503 Service Unavailable` | `shutdown` |
+//! | `503 Service Unavailable` | `shutdown`, `closed` (the scheduler's core task stopped without a shutdown) |
 //! | `500 Internal Server Error` | `runtime` |
 //!
 //! [`Error`] implements [`IntoResponse`] with the same mapping, so your own handlers can return
@@ -374,6 +374,7 @@ fn classify(error: &Error) -> (StatusCode, &'static str, Option<String>) {
         Error::ConflictingId(_) => (S::CONFLICT, "conflicting_id", Some("id".into())),
         Error::InvalidState { .. } => (S::CONFLICT, "invalid_state", None),
         Error::Shutdown => (S::SERVICE_UNAVAILABLE, "shutdown", None),
+        Error::Closed => (S::SERVICE_UNAVAILABLE, "closed", None),
         Error::Runtime(_) => (S::INTERNAL_SERVER_ERROR, "runtime", None),
     }
 }

@@ -1,10 +1,11 @@
 //! The wall clock against the monotonic one: jumps, suspends, DST days, driven by the test clock.
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apsched::trigger::{Cron, Interval};
-use apsched::{Event, Scheduler, TestClock, Zone};
+use apsched::{Event, JobContext, Scheduler, TestClock, Zone};
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Timelike, Utc};
 use common::*;
 
@@ -225,4 +226,67 @@ async fn an_hourly_interval_counts_real_time_across_dst() {
         .collect();
     // 01:00 CET, then 03:00 CEST (02:00 does not exist), 04:00, 05:00: every 3600 s.
     assert_eq!(local, vec![1, 3, 4, 5]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_coalesce_each_missed_run_in_grace_runs_in_order_without_overlap() {
+    let (scheduler, clock) = scheduler_at(t0()).await;
+    let mut events = scheduler.subscribe();
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let r = Arc::clone(&runs);
+    scheduler
+        .add_job(
+            move |ctx: JobContext| {
+                let r = Arc::clone(&r);
+                async move {
+                    let own = ctx.scheduler().expect("alive");
+                    let started = own.now();
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    r.lock()
+                        .unwrap()
+                        .push((ctx.scheduled_run_time(), started, own.now()));
+                }
+            },
+            Interval::minutes(1),
+        )
+        .coalesce(false)
+        .misfire_grace_time(Some(Duration::from_secs(150)))
+        .await
+        .unwrap();
+    advance(Duration::from_secs(30)).await;
+    clock.jump(TimeDelta::minutes(10));
+    // The core wakes at its armed deadline, 00:01 by the monotonic clock, 00:11 on the wall.
+    advance(Duration::from_secs(31 + 3 * 10)).await;
+    let runs = runs.lock().unwrap().clone();
+    let scheduled: Vec<_> = runs.iter().map(|(s, _, _)| *s).collect();
+    // 00:09, 00:10 and 00:11 are within 150 s of 00:11; 00:01-00:08 are missed.
+    assert_eq!(
+        scheduled,
+        [9, 10, 11].map(|m| t0() + TimeDelta::minutes(m)),
+        "{runs:?}"
+    );
+    for pair in runs.windows(2) {
+        assert!(pair[1].1 >= pair[0].2, "runs overlapped: {runs:?}");
+    }
+    let events = drain(&mut events);
+    let missed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::JobMissed {
+                scheduled_run_time, ..
+            } => Some(*scheduled_run_time),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        missed,
+        [t0() + TimeDelta::minutes(1)],
+        "one event for the stretch"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::JobMaxInstances { .. })),
+        "{events:?}"
+    );
 }

@@ -204,3 +204,91 @@ async fn endless_spans_are_accepted_without_panicking() {
     scheduler.shutdown_timeout(Duration::MAX).await.unwrap();
     assert_eq!(scheduler.state(), SchedulerState::ShutDown);
 }
+
+#[test]
+fn shutdown_timeout_returns_at_its_deadline_whatever_the_jobs_do() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop_spinning = Arc::new(AtomicBool::new(false));
+    let (abandoned, elapsed) = runtime.block_on(async {
+        let scheduler = Scheduler::builder().timezone(apsched::Zone::UTC).build();
+        scheduler.start().await.unwrap();
+        let mut events = scheduler.subscribe();
+        let stop = Arc::clone(&stop_spinning);
+        // An async job that never reaches an await: cancelling its token cannot stop it.
+        let job = scheduler
+            .add_job(
+                move || {
+                    let stop = Arc::clone(&stop);
+                    async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            std::hint::spin_loop();
+                        }
+                    }
+                },
+                Interval::hours(1),
+            )
+            .id("spinner")
+            .await
+            .unwrap();
+        scheduler.run_job_now(&job.id).await.unwrap();
+        // Bounded: the run has started once its event arrives.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !matches!(events.recv().await, Some(Event::JobSubmitted { .. })) {}
+        })
+        .await
+        .expect("the run starts");
+        let started = std::time::Instant::now();
+        let abandoned = tokio::time::timeout(
+            Duration::from_secs(10),
+            scheduler.shutdown_timeout(Duration::from_millis(200)),
+        )
+        .await
+        .expect("shutdown_timeout is a bound")
+        .unwrap();
+        (abandoned, started.elapsed())
+    });
+    stop_spinning.store(true, Ordering::Relaxed);
+    assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert_eq!(abandoned[0].job_id, "spinner");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_that_shuts_its_own_scheduler_down_does_not_wait_for_itself() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let mut events = scheduler.subscribe();
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    scheduler
+        .add_job(
+            move |ctx: JobContext| {
+                let d = d.clone();
+                async move {
+                    let own = ctx.scheduler().expect("alive");
+                    own.shutdown().await.expect("shutdown begins");
+                    // Asked, not waited for: the job itself goes on to its end.
+                    d.store(true, Ordering::SeqCst);
+                }
+            },
+            Date::at(t0() + TimeDelta::seconds(1)),
+        )
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(event) = events.recv().await {
+            if event == Event::SchedulerShutdown {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("the scheduler shuts down instead of deadlocking");
+    assert!(ended);
+    assert!(done.load(Ordering::SeqCst));
+    assert_eq!(scheduler.state(), SchedulerState::ShutDown);
+}

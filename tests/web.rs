@@ -678,3 +678,56 @@ async fn serves_at_the_root_too() {
     let (status, _) = call(&app, Method::POST, "/pause", None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+// ---- concurrency ----
+
+#[test]
+fn concurrent_replacing_adds_and_deletes_over_http_leave_no_orphans() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let scheduler = Scheduler::builder().timezone(Zone::UTC).build();
+        scheduler.start().await.unwrap();
+        let tasks = TaskRegistry::new().register("tick", |(): ()| async {});
+        let app = mounted(web::Api::new(scheduler.clone()).tasks(tasks).into_router());
+        let body = json!({
+            "id": "y", "task": "tick", "replace_existing": true,
+            "trigger": { "type": "interval", "period": 3600.0 }
+        });
+        let mut callers = Vec::new();
+        for caller in 0..8 {
+            let (app, body) = (app.clone(), body.clone());
+            callers.push(tokio::spawn(async move {
+                for _ in 0..500 {
+                    if caller % 2 == 0 {
+                        let (status, _) =
+                            call(&app, Method::POST, "/scheduler/jobs", Some(body.clone())).await;
+                        assert_eq!(status, StatusCode::CREATED);
+                    } else {
+                        let (status, _) =
+                            call(&app, Method::DELETE, "/scheduler/jobs/y", None).await;
+                        assert!(
+                            matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_FOUND),
+                            "{status}"
+                        );
+                    }
+                }
+            }));
+        }
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        let (_, listed) = call(&app, Method::GET, "/scheduler/jobs", None).await;
+        let listed = listed.as_array().unwrap().len();
+        assert!(listed <= 1, "{listed} jobs named y");
+        let (_, status) = call(&app, Method::GET, "/scheduler", None).await;
+        assert_eq!(status["job_count"], listed);
+        let (deleted, _) = call(&app, Method::DELETE, "/scheduler/jobs/y", None).await;
+        assert_eq!(deleted == StatusCode::NO_CONTENT, listed == 1);
+        let (_, listed) = call(&app, Method::GET, "/scheduler/jobs", None).await;
+        assert_eq!(listed, json!([]));
+    });
+}

@@ -457,10 +457,7 @@ impl<'a> AddJob<'a> {
     /// # Errors
     /// An invalid trigger or option, [`Error::ConflictingId`], [`Error::Shutdown`].
     pub fn add(self) -> Result<Job> {
-        let host = self.host;
-        let (command, job) = host.enter(|scheduler| scheduler.prepare_add(self.inner))?;
-        host.wait(host.scheduler.send(command))?;
-        Ok(job)
+        self.host.wait(self.inner.into_future())
     }
 
     fn map(self, f: impl FnOnce(crate::AddJob<'a>) -> crate::AddJob<'a>) -> Self {
