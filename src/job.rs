@@ -21,6 +21,8 @@ use crate::core::{Launch, RunEnv};
 use crate::trigger::Trigger;
 use crate::{Scheduler, Zone};
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A job's id: the one given with `.id(..)`, or a random UUID (32 hex digits, as APScheduler).
 ///
 /// Cheap to clone; compares with and derefs to `&str`, so `scheduler.remove_job(&job.id)` works.
@@ -43,6 +45,11 @@ impl JobId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The id's text, shared (no copy).
+    pub(crate) fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 }
 
@@ -101,14 +108,74 @@ impl<'de> Deserialize<'de> for JobId {
     }
 }
 
+/// How late a run may start and still run: APScheduler's `misfire_grace_time`.
+///
+/// A `Duration` converts into it, so `.misfire_grace_time(Duration::from_secs(30))` reads as
+/// it says. In JSON it is a number of seconds, or `null` for [`Unlimited`](Self::Unlimited).
+///
+/// ```
+/// use apsched::{JobOptions, MisfireGrace};
+/// use std::time::Duration;
+///
+/// let lenient = JobOptions::default().misfire_grace_time(Duration::from_secs(300));
+/// assert_eq!(lenient.misfire_grace_time, MisfireGrace::Within(Duration::from_secs(300)));
+/// let always = JobOptions::default().misfire_grace_time(MisfireGrace::Unlimited);
+/// assert_eq!(serde_json::to_value(always)?["misfire_grace_time"], serde_json::Value::Null);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MisfireGrace {
+    /// A run later than this is skipped and reported as [`JobMissed`](crate::Event::JobMissed).
+    Within(Duration),
+    /// A run runs however late (APScheduler's `misfire_grace_time=None`).
+    Unlimited,
+}
+
+impl From<Duration> for MisfireGrace {
+    fn from(grace: Duration) -> MisfireGrace {
+        MisfireGrace::Within(grace)
+    }
+}
+
+impl Serialize for MisfireGrace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let seconds = match self {
+            MisfireGrace::Within(grace) => Some(*grace),
+            MisfireGrace::Unlimited => None,
+        };
+        crate::serde_util::opt_seconds::serialize(&seconds, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for MisfireGrace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(crate::serde_util::opt_seconds::deserialize(d)?
+            .map_or(MisfireGrace::Unlimited, MisfireGrace::Within))
+    }
+}
+
 /// How a job's runs are admitted: APScheduler's `misfire_grace_time`, `coalesce` and
 /// `max_instances`, with the same defaults.
+///
+/// Build from the default with the setters; a value out of range is refused with
+/// [`Error::InvalidOption`](crate::Error::InvalidOption) when a job is added with it.
+///
+/// ```
+/// use apsched::JobOptions;
+/// use std::time::Duration;
+///
+/// let defaults = JobOptions::default()
+///     .misfire_grace_time(Duration::from_secs(30))
+///     .coalesce(false)
+///     .max_instances(3);
+/// assert_eq!(defaults.max_instances, 3);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JobOptions {
     /// How late a run may start and still run; a later one is skipped with a
-    /// [`JobMissed`](crate::Event::JobMissed) event. `None` runs it however late. Default 1 s.
-    #[serde(with = "crate::serde_util::opt_seconds")]
-    pub misfire_grace_time: Option<Duration>,
+    /// [`JobMissed`](crate::Event::JobMissed) event. Default 1 s.
+    pub misfire_grace_time: MisfireGrace,
     /// Whether several missed runs collapse into one (the latest). Default `true`.
     pub coalesce: bool,
     /// How many runs of the job may go at once; a run beyond that is skipped with a
@@ -119,7 +186,7 @@ pub struct JobOptions {
 impl Default for JobOptions {
     fn default() -> Self {
         JobOptions {
-            misfire_grace_time: Some(Duration::from_secs(1)),
+            misfire_grace_time: MisfireGrace::Within(Duration::from_secs(1)),
             coalesce: true,
             max_instances: 1,
         }
@@ -127,6 +194,27 @@ impl Default for JobOptions {
 }
 
 impl JobOptions {
+    /// How late a run may start and still run.
+    #[must_use]
+    pub fn misfire_grace_time(mut self, grace: impl Into<MisfireGrace>) -> Self {
+        self.misfire_grace_time = grace.into();
+        self
+    }
+
+    /// Whether missed runs collapse into one.
+    #[must_use]
+    pub fn coalesce(mut self, coalesce: bool) -> Self {
+        self.coalesce = coalesce;
+        self
+    }
+
+    /// How many runs may go at once (at least 1).
+    #[must_use]
+    pub fn max_instances(mut self, max: u32) -> Self {
+        self.max_instances = max;
+        self
+    }
+
     pub(crate) fn validate(&self) -> crate::Result<()> {
         if self.max_instances == 0 {
             return Err(crate::Error::InvalidOption {
@@ -141,23 +229,61 @@ impl JobOptions {
 
 /// A snapshot of a job, as returned by `add_job`, `get_job` and `get_jobs`.
 ///
-/// It does not change when the job does: ask the scheduler again for a fresh one.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// It does not change when the job does: ask the scheduler again for a fresh one. In JSON
+/// (the web API) it has these fields, the options flattened in, and `"paused"`.
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Job {
     /// The job's id.
     pub id: JobId,
-    /// The job's name (by default the task's function name).
+    /// The job's name: the one given, else the task's function name, else (for a closure) its
+    /// id.
     pub name: String,
     /// When it runs.
     pub trigger: Trigger,
     /// The next run, in the trigger's time zone; `None` while the job is paused.
     pub next_run_time: Option<DateTime<Zone>>,
     /// How its runs are admitted.
-    #[serde(flatten)]
     pub options: JobOptions,
-    /// Whether the job is paused.
-    pub paused: bool,
+}
+
+impl Job {
+    pub(crate) fn new(
+        id: JobId,
+        name: String,
+        trigger: Trigger,
+        next_run_time: Option<DateTime<Zone>>,
+        options: JobOptions,
+    ) -> Job {
+        Job {
+            id,
+            name,
+            trigger,
+            next_run_time,
+            options,
+        }
+    }
+
+    /// Whether the job is paused (it has no next run until resumed).
+    pub fn is_paused(&self) -> bool {
+        self.next_run_time.is_none()
+    }
+}
+
+impl Serialize for Job {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut job = s.serialize_struct("Job", 8)?;
+        job.serialize_field("id", &self.id)?;
+        job.serialize_field("name", &self.name)?;
+        job.serialize_field("trigger", &self.trigger)?;
+        job.serialize_field("next_run_time", &self.next_run_time)?;
+        job.serialize_field("misfire_grace_time", &self.options.misfire_grace_time)?;
+        job.serialize_field("coalesce", &self.options.coalesce)?;
+        job.serialize_field("max_instances", &self.options.max_instances)?;
+        job.serialize_field("paused", &self.is_paused())?;
+        job.end()
+    }
 }
 
 impl fmt::Display for Job {
@@ -181,10 +307,10 @@ impl fmt::Display for Job {
 /// Tasks that take a `JobContext` get one per run.
 #[derive(Clone)]
 pub struct JobContext {
-    pub(crate) id: JobId,
-    pub(crate) name: Name,
-    pub(crate) scheduled_run_time: DateTime<Utc>,
-    pub(crate) env: Arc<RunEnv>,
+    id: JobId,
+    name: Name,
+    scheduled_run_time: DateTime<Utc>,
+    env: Arc<RunEnv>,
 }
 
 impl fmt::Debug for JobContext {
@@ -198,6 +324,20 @@ impl fmt::Debug for JobContext {
 }
 
 impl JobContext {
+    pub(crate) fn new(
+        id: JobId,
+        name: Name,
+        scheduled_run_time: DateTime<Utc>,
+        env: Arc<RunEnv>,
+    ) -> JobContext {
+        JobContext {
+            id,
+            name,
+            scheduled_run_time,
+            env,
+        }
+    }
+
     /// The job's id.
     pub fn job_id(&self) -> &JobId {
         &self.id
@@ -217,7 +357,7 @@ impl JobContext {
     /// Cancelled when the scheduler stops waiting for this run (`shutdown_timeout` expired).
     /// Long jobs can select on `cancelled()` to stop cleanly.
     pub fn cancellation_token(&self) -> &CancellationToken {
-        &self.env.cancel
+        self.env.cancellation_token()
     }
 
     /// A handle to the scheduler running this job, so the job can add, modify or remove jobs
@@ -259,9 +399,18 @@ impl fmt::Display for Name {
 /// What a job run returned: `Err` carries the error's message (or the panic's).
 pub(crate) type RunResult = Result<(), String>;
 
-/// The value a task returns: `()` or `Result<(), E>` with `E: Display`.
+/// The value a task returns: `()`, or `Result<(), E>` with an error that converts into
+/// `Box<dyn Error + Send + Sync>` (any `std::error::Error + Send + Sync`, `anyhow::Error`,
+/// `String`, `&str`).
+///
+/// An error becomes the run's message with its whole `source()` chain, `outer: inner: root`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not something a job may return",
+    label = "a job returns `()` or `Result<(), E>`",
+    note = "`E` must convert into `Box<dyn std::error::Error + Send + Sync>`: a `Send + Sync` error type, `anyhow::Error`, `String` or `&str`; `Box<dyn Error>` without `+ Send + Sync` cannot cross to the scheduler's threads"
+)]
 pub trait JobOutput: Send + 'static {
-    /// `Ok` or the error's message.
+    /// `Ok`, or the error's message with its causes.
     fn into_result(self) -> Result<(), String>;
 }
 
@@ -271,10 +420,26 @@ impl JobOutput for () {
     }
 }
 
-impl<E: fmt::Display + Send + 'static> JobOutput for Result<(), E> {
+impl<E: Into<BoxError> + Send + 'static> JobOutput for Result<(), E> {
     fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| e.to_string())
+        self.map_err(|e| error_chain(&*e.into()))
     }
+}
+
+/// An error's message followed by its causes: `outer: inner: root`.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Some errors repeat their cause in their own message: say it once.
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// A task's body with its type erased; implemented by the wrappers [`IntoTask`] builds.
@@ -283,8 +448,9 @@ pub(crate) trait TaskBody: Send + Sync + 'static {
     /// The run's whole future (job, panic catching, cancellation, completion report) is built
     /// in one monomorphized step and boxed once; no separate allocation for the job's future.
     fn start(&self, launch: Launch);
-    /// The function's name, the job's default name.
-    fn name(&self) -> &'static str;
+    /// The function's name, the job's default name; `None` for a closure, whose jobs are
+    /// named after their id.
+    fn name(&self) -> Option<&'static str>;
 }
 
 /// A type-erased job body; build one with [`IntoTask`] (which `add_job` calls for you).
@@ -300,8 +466,9 @@ impl Task {
         self.body
     }
 
-    /// The task's function name, the job's default name.
-    pub fn name(&self) -> &'static str {
+    /// The task's function name (`report` for `async fn report()`), the default name of its
+    /// jobs; `None` for a closure, whose jobs are named after their id unless given a name.
+    pub fn name(&self) -> Option<&'static str> {
         self.body.name()
     }
 
@@ -327,8 +494,8 @@ impl TaskBody for Renamed {
     fn start(&self, launch: Launch) {
         self.body.start(launch);
     }
-    fn name(&self) -> &'static str {
-        self.name
+    fn name(&self) -> Option<&'static str> {
+        Some(self.name)
     }
 }
 
@@ -357,6 +524,13 @@ pub mod marker {
 /// - `Fn() -> R` and `Fn(JobContext) -> R` (blocking tasks, run on the blocking pool);
 ///
 /// with `R` either `()` or `Result<(), E: Display>`, and a ready [`Task`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a job's task",
+    label = "not an async or blocking job body",
+    note = "a task is `Fn() -> R`, `Fn(JobContext) -> R`, or the same returning a `Future<Output = R>`; it must be `Send + Sync + 'static` (move captured values in, clone them inside)",
+    note = "`R` is `()` or `Result<(), E>` where `E` converts into `Box<dyn std::error::Error + Send + Sync>` (`Box<dyn Error>` needs `+ Send + Sync`)",
+    note = "an async closure's future must be `Send`: do not hold a `std::sync::MutexGuard` or an `Rc` across an `.await`"
+)]
 pub trait IntoTask<Marker>: Send + Sync + 'static {
     /// Erases the task's type.
     fn into_task(self) -> Task;
@@ -384,7 +558,7 @@ where
         let fut = (self.0)();
         launch.spawn(async move { fut.await.into_result() });
     }
-    fn name(&self) -> &'static str {
+    fn name(&self) -> Option<&'static str> {
         function_name::<F>()
     }
 }
@@ -399,7 +573,7 @@ where
         let fut = (self.0)(launch.context(self.name()));
         launch.spawn(async move { fut.await.into_result() });
     }
-    fn name(&self) -> &'static str {
+    fn name(&self) -> Option<&'static str> {
         function_name::<F>()
     }
 }
@@ -413,7 +587,7 @@ where
         let body = Arc::clone(&self.0);
         launch.spawn_blocking(move || body().into_result());
     }
-    fn name(&self) -> &'static str {
+    fn name(&self) -> Option<&'static str> {
         function_name::<F>()
     }
 }
@@ -428,7 +602,7 @@ where
         let ctx = launch.context(self.name());
         launch.spawn_blocking(move || body(ctx).into_result());
     }
-    fn name(&self) -> &'static str {
+    fn name(&self) -> Option<&'static str> {
         function_name::<F>()
     }
 }
@@ -483,25 +657,16 @@ where
     }
 }
 
-/// `report` for `fn report`, `main::{{closure}}` for a closure in `main`: the last path
-/// segment that is not a closure marker, without allocating (and without substring searches:
-/// this runs on every `add_job`).
-fn function_name<F>() -> &'static str {
-    const CLOSURE: &str = "::{{closure}}";
+/// `report` for `fn report`; `None` for a closure (its name would only say where it was
+/// written), without allocating: this runs on every `add_job`.
+fn function_name<F>() -> Option<&'static str> {
     let full = std::any::type_name::<F>();
-    let mut rest = full;
-    while let Some(stripped) = rest.strip_suffix(CLOSURE) {
-        rest = stripped;
+    if full.ends_with("{{closure}}") {
+        return None;
     }
-    let end = if rest.len() == full.len() {
-        full.len()
-    } else {
-        // Keep one `::{{closure}}` after the enclosing function's name.
-        rest.len() + CLOSURE.len()
-    };
-    // Paths separate segments with `::`, so the last `:` ends the last separator.
-    let start = rest.rfind(':').map_or(0, |i| i + 1);
-    &full[start..end]
+    // Paths separate segments with `::`, so the last `:` ends the last separator; generic
+    // arguments (`report::<u8>`) are not part of a function item's type name.
+    Some(full.rfind(':').map_or(full, |i| &full[i + 1..]))
 }
 
 #[cfg(test)]
@@ -512,18 +677,15 @@ mod tests {
 
     #[test]
     fn names_come_from_the_function() {
-        fn name_of<M, T: IntoTask<M>>(t: T) -> &'static str {
+        fn name_of<M, T: IntoTask<M>>(t: T) -> Option<&'static str> {
             t.into_task().name()
         }
-        assert_eq!(name_of(report), "report");
-        assert_eq!(
-            name_of(|| async {}),
-            "names_come_from_the_function::{{closure}}"
-        );
-        assert_eq!(name_of(|| ()), "names_come_from_the_function::{{closure}}");
+        assert_eq!(name_of(report), Some("report"));
+        assert_eq!(name_of(|| async {}), None);
+        assert_eq!(name_of(|| ()), None);
         assert_eq!(
             name_of(|_ctx: JobContext| -> Result<(), String> { Ok(()) }),
-            "names_come_from_the_function::{{closure}}"
+            None
         );
     }
 

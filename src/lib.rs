@@ -97,7 +97,9 @@ mod zone;
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{Error, Result};
 pub use event::{Event, EventMask, EventStream};
-pub use job::{marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, Task};
+pub use job::{
+    marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, MisfireGrace, Task,
+};
 pub use registry::TaskRegistry;
 pub use scheduler::{AbandonedRun, AddJob, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState};
 pub use sync::{BackgroundScheduler, BlockingScheduler};

@@ -7,26 +7,28 @@
 //! consistent with them. Calls that need the core's answer (`get_jobs`, `pause_job`, ...) wait
 //! for its reply.
 
-use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::core::{in_run_of, Command, Core, Entry, JobChange, ShutdownReply};
+use crate::core::{
+    in_run_of, Command, Entry, JobChange, Key, Modification, NextRun, Settings, Shared,
+    ShutdownReply,
+};
 use crate::event::EventStream;
 use crate::job::{IntoTask, Task};
 use crate::trigger::Trigger;
-use crate::{Clock, Error, Event, Job, JobId, JobOptions, Result, SystemClock, Zone};
+use crate::{Clock, Error, Job, JobId, JobOptions, MisfireGrace, Result, SystemClock, Zone};
 
 /// Where a scheduler is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SchedulerState {
     /// Built but not started: jobs can be added and are scheduled at start.
     Stopped,
@@ -42,18 +44,6 @@ pub enum SchedulerState {
     Closed,
 }
 
-impl SchedulerState {
-    fn from_u8(v: u8) -> SchedulerState {
-        match v {
-            0 => SchedulerState::Stopped,
-            1 => SchedulerState::Running,
-            2 => SchedulerState::Paused,
-            3 => SchedulerState::ShutDown,
-            _ => SchedulerState::Closed,
-        }
-    }
-}
-
 impl std::fmt::Display for SchedulerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -63,86 +53,6 @@ impl std::fmt::Display for SchedulerState {
             SchedulerState::ShutDown => "shut down",
             SchedulerState::Closed => "closed",
         })
-    }
-}
-
-/// Job ids to the keys of the core's entries, and the keys free for new jobs.
-///
-/// A key is a slot in the core's job table (low 32 bits) and that slot's generation (high 32):
-/// a slot is reused only after the core has dropped its entry, and then under a new
-/// generation, so a command still holding the old key finds nothing.
-#[derive(Default)]
-pub(crate) struct Index {
-    /// foldhash, not SipHash: hashing ids was a sixth of an add's cost, and foldhash is seeded
-    /// per map, so chosen ids cannot flood one bucket.
-    ids: HashMap<JobId, u64, foldhash::fast::RandomState>,
-    free: Vec<u64>,
-    next_slot: u32,
-}
-
-impl Index {
-    pub(crate) fn key_of(&self, id: &str) -> Option<u64> {
-        self.ids.get(id).copied()
-    }
-
-    /// A key for a new job: a freed slot under its next generation, or a new slot.
-    fn allocate(&mut self) -> u64 {
-        self.free.pop().unwrap_or_else(|| {
-            let slot = self.next_slot;
-            self.next_slot += 1;
-            u64::from(slot)
-        })
-    }
-
-    /// Called by the core once it holds no entry under `key`: frees the slot, and drops the id
-    /// unless it already names a newer job.
-    pub(crate) fn release(&mut self, key: u64, id: &JobId) {
-        // One probe in the usual case (the id still names this key).
-        if let Some((named, newer)) = self.ids.remove_entry(id) {
-            if newer != key {
-                self.ids.insert(named, newer);
-            }
-        }
-        let generation = ((key >> 32) as u32).wrapping_add(1);
-        self.free
-            .push((key & u64::from(u32::MAX)) | (u64::from(generation) << 32));
-    }
-}
-
-/// What the handles and the core share. The id index maps each job id to the key of the job
-/// entry the core holds for it; keys are never reused, so a stale command for a removed job
-/// can never touch a newer job with the same id.
-pub(crate) struct Shared {
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) events: broadcast::Sender<Event>,
-    /// How many `EventStream`s are alive.
-    pub(crate) subscribers: Arc<AtomicUsize>,
-    pub(crate) index: Mutex<Index>,
-    state: AtomicU8,
-    /// Job runs under way, kept by the core, so a status page can read it without a round
-    /// trip.
-    pub(crate) running: AtomicUsize,
-    pub(crate) timezone: Zone,
-    pub(crate) job_defaults: JobOptions,
-}
-
-impl Shared {
-    pub(crate) fn index(&self) -> MutexGuard<'_, Index> {
-        // The index holds no invariant a panic elsewhere could break half-way.
-        self.index.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn set_state(&self, state: SchedulerState) {
-        self.state.store(state as u8, Ordering::Release);
-    }
-
-    /// Sends an event, built only if someone subscribes: at a million runs, events nobody
-    /// reads would cost the core a lock and an allocation each.
-    pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
-        if self.subscribers.load(Ordering::Relaxed) > 0 {
-            // A subscriber that left since is not an error.
-            let _ = self.events.send(event());
-        }
     }
 }
 
@@ -171,6 +81,7 @@ pub struct SchedulerBuilder {
     max_blocking_jobs: usize,
     max_sleep: Duration,
     clock_jump_threshold: Duration,
+    failure_log_level: Option<tracing::Level>,
     clock: Arc<dyn Clock>,
 }
 
@@ -184,6 +95,7 @@ impl Default for SchedulerBuilder {
             max_blocking_jobs: 10,
             max_sleep: Duration::from_secs(60),
             clock_jump_threshold: Duration::from_secs(1),
+            failure_log_level: Some(tracing::Level::ERROR),
             clock: Arc::new(SystemClock),
         }
     }
@@ -237,9 +149,18 @@ impl SchedulerBuilder {
     }
 
     /// How far the wall clock must move against the monotonic clock between two wakes to be
-    /// reported as [`Event::ClockJumped`]. Default 1 s.
+    /// reported as [`Event::ClockJumped`](crate::Event::ClockJumped). Default 1 s.
     pub fn clock_jump_threshold(mut self, span: Duration) -> Self {
         self.clock_jump_threshold = span;
+        self
+    }
+
+    /// The level of the line the scheduler logs when a run fails (an error or a panic),
+    /// inside the run's `apsched.job` span (which also records the run's `outcome` and
+    /// `duration_ms`). Default `ERROR`; `None` logs no line, for applications that report
+    /// [`Event::JobError`](crate::Event::JobError) themselves.
+    pub fn failure_log_level(mut self, level: Option<tracing::Level>) -> Self {
+        self.failure_log_level = level;
         self
     }
 
@@ -256,29 +177,22 @@ impl SchedulerBuilder {
     /// Outside a Tokio runtime, as `tokio::spawn` does. Code without a runtime uses the
     /// blocking or background scheduler.
     pub fn build(self) -> Scheduler {
-        let (tx, rx) = mpsc::channel(self.channel_capacity);
-        let (events, _) = broadcast::channel(self.event_capacity);
-        let shared = Arc::new(Shared {
-            clock: self.clock,
-            events,
-            subscribers: Arc::new(AtomicUsize::new(0)),
-            index: Mutex::new(Index::default()),
-            state: AtomicU8::new(SchedulerState::Stopped as u8),
-            running: AtomicUsize::new(0),
-            timezone: self.timezone.unwrap_or_else(Zone::local),
-            job_defaults: self.job_defaults,
-        });
-        let core = Core::new(
-            rx,
-            tx.downgrade(),
+        let shared = Arc::new(Shared::new(
+            self.clock,
+            self.event_capacity,
+            self.timezone.unwrap_or_else(Zone::local),
+            self.job_defaults,
+        ));
+        let tx = crate::core::spawn(
             Arc::clone(&shared),
-            crate::core::Settings {
+            Settings {
+                channel_capacity: self.channel_capacity,
                 max_blocking_jobs: self.max_blocking_jobs,
                 max_sleep: self.max_sleep,
                 clock_jump_threshold: self.clock_jump_threshold,
+                failure_log_level: self.failure_log_level,
             },
         );
-        tokio::spawn(core.run());
         Scheduler { tx, shared }
     }
 }
@@ -308,8 +222,8 @@ impl SchedulerBuilder {
 /// ```
 #[derive(Clone)]
 pub struct Scheduler {
-    pub(crate) tx: mpsc::Sender<Command>,
-    pub(crate) shared: Arc<Shared>,
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -321,17 +235,13 @@ impl std::fmt::Debug for Scheduler {
     }
 }
 
-impl Default for Scheduler {
-    fn default() -> Self {
-        Scheduler::new()
-    }
-}
-
 impl Scheduler {
     /// A scheduler with default settings (see [`SchedulerBuilder`]), stopped.
     ///
     /// # Panics
-    /// Outside a Tokio runtime.
+    /// Outside a Tokio runtime (it spawns the core task there). For that reason `Scheduler`
+    /// has no `Default`: a `Default` that panics would surprise code that derives it.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Scheduler {
         SchedulerBuilder::default().build()
     }
@@ -341,9 +251,14 @@ impl Scheduler {
         SchedulerBuilder::default()
     }
 
+    /// A handle over the core's channel and shared state (a job's `JobContext::scheduler`).
+    pub(crate) fn from_parts(tx: mpsc::Sender<Command>, shared: Arc<Shared>) -> Scheduler {
+        Scheduler { tx, shared }
+    }
+
     /// The scheduler's state.
     pub fn state(&self) -> SchedulerState {
-        SchedulerState::from_u8(self.shared.state.load(Ordering::Acquire))
+        self.shared.state()
     }
 
     /// How many jobs the scheduler holds, paused ones included.
@@ -351,14 +266,14 @@ impl Scheduler {
     /// Read from the handle's id index, without a round trip to the core: cheap enough for a
     /// status page polled often.
     pub fn job_count(&self) -> usize {
-        self.shared.index().ids.len()
+        self.shared.index().len()
     }
 
     /// How many job runs are under way now, across all jobs (async and blocking).
     ///
     /// A counter the core keeps as runs start and end, read without a round trip.
     pub fn running_jobs(&self) -> usize {
-        self.shared.running.load(Ordering::Acquire)
+        self.shared.running()
     }
 
     /// The zone used for triggers that name none.
@@ -373,10 +288,7 @@ impl Scheduler {
 
     /// A stream of everything that happens from now on.
     pub fn subscribe(&self) -> EventStream {
-        EventStream::new(
-            self.shared.events.subscribe(),
-            Arc::clone(&self.shared.subscribers),
-        )
+        self.shared.subscribe()
     }
 
     /// Starts running jobs; jobs added before are scheduled from now.
@@ -452,7 +364,7 @@ impl Scheduler {
 
     /// As [`shutdown`](Self::shutdown), but bounded: once `timeout` has passed, runs still
     /// going are cancelled (their [`JobContext`](crate::JobContext) token is cancelled, and
-    /// async runs are dropped at their next `.await`, reported as [`Event::JobError`]); runs
+    /// async runs are dropped at their next `.await`, reported as [`Event::JobError`](crate::Event::JobError)); runs
     /// that have not ended 100 ms later (an async run that never reaches an `.await`, a
     /// blocking run, which cannot be stopped) are abandoned to finish on their own, and
     /// returned. So this returns at most 100 ms after `timeout`, whatever the jobs do.
@@ -502,7 +414,7 @@ impl Scheduler {
     /// let job = scheduler
     ///     .add_job(report, Cron::parse("30 6 * * *")?)
     ///     .id("daily-report")
-    ///     .misfire_grace_time(Some(Duration::from_secs(300)))
+    ///     .misfire_grace_time(Duration::from_secs(300))
     ///     .await?;
     /// assert_eq!(job.name, "report");
     /// # Ok(()) }
@@ -564,10 +476,7 @@ impl Scheduler {
         ModifyJob {
             scheduler: self,
             id,
-            name: None,
-            misfire_grace_time: None,
-            coalesce: None,
-            max_instances: None,
+            changes: Modification::default(),
         }
     }
 
@@ -644,7 +553,6 @@ impl Scheduler {
         let permit = self.reserve().await?;
         let mut index = self.shared.index();
         let key = index
-            .ids
             .remove(id)
             .ok_or_else(|| Error::JobNotFound(id.to_string()))?;
         // Sent under the index lock: commands reach the core in the order the index changed.
@@ -723,15 +631,8 @@ impl Scheduler {
             None => JobId::random(),
         };
         let name: Option<Arc<str>> = add.name.map(Arc::from);
-        let next_run_time = (!add.paused).then(|| trigger.jittered(first));
-        let entry = Entry::new(
-            id,
-            name,
-            add.task,
-            trigger,
-            add.options,
-            next_run_time.map(|at| (first, at)),
-        );
+        let next = (!add.paused).then(|| NextRun::jittered(&trigger, first));
+        let entry = Entry::new(id, name, add.task, trigger, add.options, next);
         let job = entry.snapshot(self.shared.timezone);
         Ok((entry, job, add.replace_existing))
     }
@@ -743,12 +644,10 @@ impl Scheduler {
         let (entry, job, replace_existing) = self.prepare_add(add)?;
         let permit = self.reserve().await?;
         let mut index = self.shared.index();
-        let replaces = index.key_of(&job.id);
-        if replaces.is_some() && !replace_existing {
+        if !replace_existing && index.key_of(&job.id).is_some() {
             return Err(Error::ConflictingId(job.id.to_string()));
         }
-        let key = index.allocate();
-        index.ids.insert(job.id.clone(), key);
+        let (key, replaces) = index.enter(job.id.clone());
         permit.send(Command::Add {
             key,
             entry,
@@ -787,7 +686,7 @@ impl Scheduler {
     async fn request_job<T>(
         &self,
         id: &str,
-        command: impl FnOnce(u64, oneshot::Sender<T>) -> Command,
+        command: impl FnOnce(Key, oneshot::Sender<T>) -> Command,
     ) -> Result<T> {
         self.ensure_open()?;
         let permit = self.reserve().await?;
@@ -824,15 +723,16 @@ impl AddJob<'_> {
         self
     }
 
-    /// The job's name. Default: the task's function name.
+    /// The job's name. Default: the task's function name, or for a closure the job's id.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
     }
 
-    /// How late a run may start and still run (`None`: however late). Default 1 s.
-    pub fn misfire_grace_time(mut self, grace: Option<Duration>) -> Self {
-        self.options.misfire_grace_time = grace;
+    /// How late a run may start and still run: a `Duration`, or [`MisfireGrace::Unlimited`].
+    /// Default: the scheduler's job defaults (1 s).
+    pub fn misfire_grace_time(mut self, grace: impl Into<MisfireGrace>) -> Self {
+        self.options.misfire_grace_time = grace.into();
         self
     }
 
@@ -876,34 +776,31 @@ impl<'a> IntoFuture for AddJob<'a> {
 pub struct ModifyJob<'a> {
     scheduler: &'a Scheduler,
     id: &'a str,
-    name: Option<String>,
-    misfire_grace_time: Option<Option<Duration>>,
-    coalesce: Option<bool>,
-    max_instances: Option<u32>,
+    changes: Modification,
 }
 
 impl ModifyJob<'_> {
     /// A new name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
+        self.changes.name = Some(Arc::from(name.into()));
         self
     }
 
-    /// A new misfire grace time (`None`: however late).
-    pub fn misfire_grace_time(mut self, grace: Option<Duration>) -> Self {
-        self.misfire_grace_time = Some(grace);
+    /// A new misfire grace time: a `Duration`, or [`MisfireGrace::Unlimited`].
+    pub fn misfire_grace_time(mut self, grace: impl Into<MisfireGrace>) -> Self {
+        self.changes.misfire_grace_time = Some(grace.into());
         self
     }
 
     /// Whether missed runs collapse into one.
     pub fn coalesce(mut self, coalesce: bool) -> Self {
-        self.coalesce = Some(coalesce);
+        self.changes.coalesce = Some(coalesce);
         self
     }
 
     /// How many runs may go at once.
     pub fn max_instances(mut self, max: u32) -> Self {
-        self.max_instances = Some(max);
+        self.changes.max_instances = Some(max);
         self
     }
 }
@@ -914,21 +811,11 @@ impl<'a> IntoFuture for ModifyJob<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            if let Some(max) = self.max_instances {
-                JobOptions {
-                    max_instances: max,
-                    ..JobOptions::default()
-                }
-                .validate()?;
+            if let Some(max) = self.changes.max_instances {
+                JobOptions::default().max_instances(max).validate()?;
             }
-            let change = JobChange::Modify {
-                name: self.name.map(Arc::from),
-                misfire_grace_time: self.misfire_grace_time,
-                coalesce: self.coalesce,
-                max_instances: self.max_instances,
-            };
             self.scheduler
-                .change(self.id, change)
+                .change(self.id, JobChange::Modify(self.changes))
                 .await?
                 .ok_or_else(|| Error::JobNotFound(self.id.to_string()))
         })

@@ -135,7 +135,6 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
@@ -148,7 +147,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::trigger::Trigger;
-use crate::{Error, Job, Scheduler, SchedulerState, TaskRegistry, Zone};
+use crate::{Error, Job, MisfireGrace, Scheduler, SchedulerState, TaskRegistry, Zone};
 
 /// The management routes over `scheduler`, with the defaults: no adding over HTTP, no guard.
 /// Mount it with `app.nest("/scheduler", web::router(scheduler))`.
@@ -425,8 +424,8 @@ struct NewJob {
     args: serde_json::Value,
     trigger: Trigger,
     /// Absent: the scheduler's default; `null`: however late.
-    #[serde(default, deserialize_with = "present_opt_seconds")]
-    misfire_grace_time: Option<Option<Duration>>,
+    #[serde(default, deserialize_with = "present")]
+    misfire_grace_time: Option<MisfireGrace>,
     coalesce: Option<bool>,
     max_instances: Option<u32>,
     #[serde(default)]
@@ -435,12 +434,13 @@ struct NewJob {
     paused: bool,
 }
 
-/// A field that is present: `Some(None)` for `null`, `Some(Some(d))` for seconds.
-fn present_opt_seconds<'de, D>(d: D) -> Result<Option<Option<Duration>>, D::Error>
+/// A field that is present, `null` included: `null` is [`MisfireGrace::Unlimited`], not
+/// "absent".
+fn present<'de, D>(d: D) -> Result<Option<MisfireGrace>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
-    crate::serde_util::opt_seconds::deserialize(d).map(Some)
+    MisfireGrace::deserialize(d).map(Some)
 }
 
 async fn list_jobs(State(api): State<Arc<ApiState>>) -> ApiResult<Json<Vec<Job>>> {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apsched::trigger::{Cron, Interval};
-use apsched::{Event, JobContext, Scheduler, TestClock, Zone};
+use apsched::{Event, JobContext, MisfireGrace, Scheduler, TestClock, Zone};
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Timelike, Utc};
 use common::*;
 
@@ -16,7 +16,7 @@ async fn a_year_long_jump_forward_runs_a_coalesced_job_once_and_promptly() {
     let runs = Runs::default();
     let job = scheduler
         .add_job(record_now(&runs), Interval::minutes(1))
-        .misfire_grace_time(None)
+        .misfire_grace_time(MisfireGrace::Unlimited)
         .await
         .unwrap();
     advance(Duration::from_secs(61)).await;
@@ -59,7 +59,7 @@ async fn a_jump_forward_without_coalesce_runs_only_what_is_within_grace() {
     scheduler
         .add_job(record_now(&runs), Interval::minutes(1))
         .coalesce(false)
-        .misfire_grace_time(Some(Duration::from_secs(150)))
+        .misfire_grace_time(Duration::from_secs(150))
         .max_instances(100)
         .await
         .unwrap();
@@ -250,7 +250,7 @@ async fn without_coalesce_each_missed_run_in_grace_runs_in_order_without_overlap
             Interval::minutes(1),
         )
         .coalesce(false)
-        .misfire_grace_time(Some(Duration::from_secs(150)))
+        .misfire_grace_time(Duration::from_secs(150))
         .await
         .unwrap();
     advance(Duration::from_secs(30)).await;

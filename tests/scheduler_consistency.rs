@@ -231,7 +231,7 @@ async fn a_change_dropped_while_waiting_for_its_answer_is_made_whole() {
     // Sent, but the answer is never awaited: the core still pauses the job, entirely.
     drop_pending(scheduler.pause_job("x")).await;
     let job = scheduler.get_job("x").await.unwrap();
-    assert!(job.paused && job.next_run_time.is_none(), "{job:?}");
+    assert!(job.is_paused() && job.next_run_time.is_none(), "{job:?}");
     drop_pending(scheduler.remove_all_jobs()).await;
     assert!(scheduler.get_jobs().await.unwrap().is_empty());
     assert_consistent(&scheduler).await;

@@ -4,7 +4,7 @@ mod common;
 use std::time::Duration;
 
 use apsched::trigger::{Cron, Date, Interval};
-use apsched::{Error, Event, JobContext, Scheduler};
+use apsched::{Error, Event, JobContext, MisfireGrace, Scheduler};
 use chrono::TimeDelta;
 use common::*;
 
@@ -65,11 +65,11 @@ async fn get_jobs_lists_next_run_times_soonest_first() {
             ("c".to_string(), None),
         ]
     );
-    assert!(jobs[2].paused);
+    assert!(jobs[2].is_paused());
+    // A closure job without a name is known by its id.
     assert_eq!(
         jobs[0].to_string(),
-        "get_jobs_lists_next_run_times_soonest_first::{{closure}} \
-         (trigger: every 5 minutes, next run at: 2024-01-01 00:05:00 UTC)"
+        "a (trigger: every 5 minutes, next run at: 2024-01-01 00:05:00 UTC)"
     );
 }
 
@@ -85,13 +85,13 @@ async fn pause_and_resume_a_job() {
     assert_eq!(runs.count(), 2);
 
     let paused = scheduler.pause_job(&job.id).await.unwrap();
-    assert!(paused.paused);
+    assert!(paused.is_paused());
     assert_eq!(paused.next_run_time, None);
     advance(Duration::from_secs(600)).await;
     assert_eq!(runs.count(), 2, "a paused job does not run");
 
     let resumed = scheduler.resume_job(&job.id).await.unwrap().unwrap();
-    assert!(!resumed.paused);
+    assert!(!resumed.is_paused());
     // Now is 00:12:30; the anchored series gives 00:13:00.
     assert_eq!(
         resumed.next_run_time.unwrap(),
@@ -108,7 +108,7 @@ async fn pause_and_resume_the_scheduler() {
     let runs = Runs::default();
     scheduler
         .add_job(counter(&runs), Interval::minutes(1))
-        .misfire_grace_time(None)
+        .misfire_grace_time(MisfireGrace::Unlimited)
         .await
         .unwrap();
     scheduler.pause().await.unwrap();
@@ -187,13 +187,13 @@ async fn modify_job_changes_name_and_options_only() {
         .name("renamed")
         .max_instances(3)
         .coalesce(false)
-        .misfire_grace_time(None)
+        .misfire_grace_time(MisfireGrace::Unlimited)
         .await
         .unwrap();
     assert_eq!(modified.name, "renamed");
     assert_eq!(modified.options.max_instances, 3);
     assert!(!modified.options.coalesce);
-    assert_eq!(modified.options.misfire_grace_time, None);
+    assert_eq!(modified.options.misfire_grace_time, MisfireGrace::Unlimited);
     assert_eq!(modified.next_run_time, job.next_run_time);
     assert_eq!(modified.trigger, job.trigger);
     assert_eq!(scheduler.get_job(&job.id).await.unwrap(), modified);

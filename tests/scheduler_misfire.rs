@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apsched::trigger::Interval;
-use apsched::Event;
+use apsched::{Event, MisfireGrace};
 use chrono::TimeDelta;
 use common::*;
 
@@ -87,7 +87,7 @@ async fn a_run_later_than_the_grace_time_is_missed() {
     let runs = Runs::default();
     let job = scheduler
         .add_job(record_scheduled(&runs), Interval::minutes(10))
-        .misfire_grace_time(Some(Duration::from_secs(30)))
+        .misfire_grace_time(Duration::from_secs(30))
         .coalesce(false)
         .await
         .unwrap();
@@ -111,7 +111,7 @@ async fn within_the_grace_time_every_missed_run_runs_without_coalesce() {
     let runs = Runs::default();
     scheduler
         .add_job(record_scheduled(&runs), Interval::minutes(1))
-        .misfire_grace_time(Some(Duration::from_secs(600)))
+        .misfire_grace_time(Duration::from_secs(600))
         .coalesce(false)
         .max_instances(10)
         .await
@@ -128,7 +128,7 @@ async fn coalesce_runs_once_after_an_hour_of_starvation() {
     let runs = Runs::default();
     let job = scheduler
         .add_job(record_scheduled(&runs), Interval::minutes(1))
-        .misfire_grace_time(None)
+        .misfire_grace_time(MisfireGrace::Unlimited)
         .await
         .unwrap();
     // The core gets no chance to run for an hour (sixty fire times pass).

@@ -83,19 +83,19 @@ fn pause_resume_and_remove_from_other_threads() {
     let other = scheduler.clone();
     std::thread::spawn(move || {
         let job = other.pause_job("tick").unwrap();
-        assert!(job.paused && job.next_run_time.is_none());
+        assert!(job.is_paused() && job.next_run_time.is_none());
         other.pause().unwrap();
     })
     .join()
     .unwrap();
     assert_eq!(scheduler.state(), SchedulerState::Paused);
-    assert!(scheduler.get_job("tick").unwrap().paused);
+    assert!(scheduler.get_job("tick").unwrap().is_paused());
 
     let other = scheduler.clone();
     std::thread::spawn(move || {
         other.resume().unwrap();
         let job = other.resume_job("tick").unwrap().unwrap();
-        assert!(!job.paused && job.next_run_time.is_some());
+        assert!(!job.is_paused() && job.next_run_time.is_some());
     })
     .join()
     .unwrap();
@@ -412,7 +412,12 @@ async fn usable_inside_a_multi_thread_runtime() {
     scheduler.pause_job("tick").unwrap();
     assert_eq!(scheduler.get_jobs().unwrap().len(), 1);
     // The async handle of the same scheduler awaits instead of blocking.
-    assert!(scheduler.scheduler().get_job("tick").await.unwrap().paused);
+    assert!(scheduler
+        .scheduler()
+        .get_job("tick")
+        .await
+        .unwrap()
+        .is_paused());
     drop(scheduler); // shuts down and joins from inside a runtime, without a panic
 }
 
@@ -493,7 +498,7 @@ fn async_jobs_can_call_the_blocking_methods() {
     scheduler.start().unwrap();
     scheduler.run_job_now("self").unwrap();
     assert_eq!(recv(&rx), 1);
-    assert!(scheduler.get_job("self").unwrap().paused);
+    assert!(scheduler.get_job("self").unwrap().is_paused());
     // The job holds a handle: shut down explicitly to break the cycle.
     scheduler.shutdown().unwrap();
 }

@@ -102,7 +102,7 @@ fn jobs_are_managed_from_other_threads_while_start_blocks() {
     let helper = std::thread::spawn(move || {
         recv(&rx);
         assert_eq!(other.state(), SchedulerState::Running);
-        assert!(other.pause_job("tick").unwrap().paused);
+        assert!(other.pause_job("tick").unwrap().is_paused());
         other.pause().unwrap();
         assert_eq!(other.state(), SchedulerState::Paused);
         other.resume().unwrap();

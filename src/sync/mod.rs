@@ -426,8 +426,9 @@ impl<'a> AddJob<'a> {
         self.map(|a| a.name(name))
     }
 
-    /// How late a run may start and still run (`None`: however late). Default 1 s.
-    pub fn misfire_grace_time(self, grace: Option<Duration>) -> Self {
+    /// How late a run may start and still run: a `Duration`, or
+    /// [`MisfireGrace::Unlimited`](crate::MisfireGrace::Unlimited). Default 1 s.
+    pub fn misfire_grace_time(self, grace: impl Into<crate::MisfireGrace>) -> Self {
         self.map(|a| a.misfire_grace_time(grace))
     }
 
@@ -488,8 +489,9 @@ impl<'a> ModifyJob<'a> {
         self.map(|m| m.name(name))
     }
 
-    /// A new misfire grace time (`None`: however late).
-    pub fn misfire_grace_time(self, grace: Option<Duration>) -> Self {
+    /// A new misfire grace time: a `Duration`, or
+    /// [`MisfireGrace::Unlimited`](crate::MisfireGrace::Unlimited).
+    pub fn misfire_grace_time(self, grace: impl Into<crate::MisfireGrace>) -> Self {
         self.map(|m| m.misfire_grace_time(grace))
     }
 

@@ -1,0 +1,393 @@
+//! The job table and the id index: where jobs live, and how an id finds its job.
+//!
+//! The table is a slab of entries addressed by [`Key`]s; the index, shared with the handles,
+//! maps each job id to its key and hands out keys for new jobs. Both change only through the
+//! core's commit point (and the handles' index updates, sent in the same order to the core), so
+//! they always agree once the core has taken every command sent.
+//!
+//! A job costs one 136-byte slot: a scheduler may hold a million.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::job::TaskBody;
+use crate::trigger::Trigger;
+use crate::{Job, JobId, JobOptions, MisfireGrace, Task, Zone};
+
+/// A job's key: a slot of the job table and that slot's generation.
+///
+/// A slot is reused only after its entry is gone, and then under the next generation, so a
+/// command still holding an old key finds nothing, never a newer job in the same slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Key(u64);
+
+impl Key {
+    // The one place the layout is written: slot in the low 32 bits, generation in the high.
+    fn new(slot: u32, generation: u32) -> Key {
+        Key(u64::from(slot) | (u64::from(generation) << 32))
+    }
+
+    fn slot(self) -> usize {
+        (self.0 & u64::from(u32::MAX)) as usize
+    }
+
+    fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    /// The same slot under its next generation: the key it is reused with.
+    fn next_generation(self) -> Key {
+        Key::new(self.slot() as u32, self.generation().wrapping_add(1))
+    }
+}
+
+/// Job ids to the keys of the core's entries, and the keys free for new jobs. Shared by the
+/// handles (which enter and remove ids) and the core (which releases keys it no longer holds).
+#[derive(Default)]
+pub(crate) struct Index {
+    /// foldhash, not SipHash: hashing ids was a sixth of an add's cost, and foldhash is seeded
+    /// per map, so chosen ids cannot flood one bucket.
+    ids: HashMap<JobId, Key, foldhash::fast::RandomState>,
+    free: Vec<Key>,
+    next_slot: u32,
+}
+
+impl Index {
+    pub(crate) fn key_of(&self, id: &str) -> Option<Key> {
+        self.ids.get(id).copied()
+    }
+
+    /// How many ids the index holds.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Enters a new job's id under a fresh key (a freed slot's next generation, or a new slot),
+    /// and returns the key the id named before, if any.
+    pub(crate) fn enter(&mut self, id: JobId) -> (Key, Option<Key>) {
+        let key = self.free.pop().unwrap_or_else(|| {
+            let slot = self.next_slot;
+            // Four billion jobs cannot fit in memory before this wraps.
+            self.next_slot = self.next_slot.wrapping_add(1);
+            Key::new(slot, 0)
+        });
+        (key, self.ids.insert(id, key))
+    }
+
+    /// Takes an id out; its job's key is released by the core once it has dropped the job.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Key> {
+        self.ids.remove(id)
+    }
+
+    /// Called by the core once it holds no entry under `key`: frees the slot, and drops the id
+    /// unless it already names a newer job.
+    pub(crate) fn release(&mut self, key: Key, id: &JobId) {
+        // One probe in the usual case (the id still names this key).
+        if let Some((named, newer)) = self.ids.remove_entry(id) {
+            if newer != key {
+                self.ids.insert(named, newer);
+            }
+        }
+        self.free.push(key.next_generation());
+    }
+}
+
+/// The next run of a job: the trigger's fire time, and the jitter added to it (in whole
+/// milliseconds, so the pair fits in 16 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NextRun {
+    pub(crate) regular: DateTime<Utc>,
+    jitter_ms: u32,
+}
+
+impl NextRun {
+    /// The run at `regular`, delayed by the trigger's jitter.
+    pub(crate) fn jittered(trigger: &Trigger, regular: DateTime<Utc>) -> NextRun {
+        NextRun::new(regular, trigger.jittered(regular))
+    }
+
+    pub(crate) fn new(regular: DateTime<Utc>, at: DateTime<Utc>) -> NextRun {
+        let jitter_ms = (at - regular)
+            .num_milliseconds()
+            .clamp(0, i64::from(u32::MAX));
+        NextRun {
+            regular,
+            jitter_ms: jitter_ms as u32,
+        }
+    }
+
+    /// When it runs.
+    pub(crate) fn at(self) -> DateTime<Utc> {
+        self.regular
+            .checked_add_signed(TimeDelta::milliseconds(i64::from(self.jitter_ms)))
+            .unwrap_or(self.regular)
+    }
+}
+
+/// [`JobOptions`] in 16 bytes: the grace time in whole milliseconds (`u64::MAX`: unlimited).
+/// A scheduler may hold a million entries; this keeps each one a cache line smaller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Admission {
+    grace_ms: u64,
+    pub(crate) max_instances: u32,
+    pub(crate) coalesce: bool,
+}
+
+impl Admission {
+    /// How late a run may start, `None` for however late.
+    pub(crate) fn grace(self) -> Option<TimeDelta> {
+        (self.grace_ms != u64::MAX).then(|| {
+            i64::try_from(self.grace_ms)
+                .ok()
+                .and_then(TimeDelta::try_milliseconds)
+                .unwrap_or(TimeDelta::MAX)
+        })
+    }
+
+    pub(crate) fn set_grace(&mut self, grace: MisfireGrace) {
+        self.grace_ms = match grace {
+            MisfireGrace::Unlimited => u64::MAX,
+            MisfireGrace::Within(g) => u64::try_from(g.as_millis()).unwrap_or(u64::MAX - 1),
+        };
+    }
+}
+
+impl From<JobOptions> for Admission {
+    fn from(options: JobOptions) -> Admission {
+        let mut admission = Admission {
+            grace_ms: 0,
+            max_instances: options.max_instances,
+            coalesce: options.coalesce,
+        };
+        admission.set_grace(options.misfire_grace_time);
+        admission
+    }
+}
+
+impl From<Admission> for JobOptions {
+    fn from(admission: Admission) -> JobOptions {
+        let grace = if admission.grace_ms == u64::MAX {
+            MisfireGrace::Unlimited
+        } else {
+            MisfireGrace::Within(Duration::from_millis(admission.grace_ms))
+        };
+        JobOptions::default()
+            .misfire_grace_time(grace)
+            .coalesce(admission.coalesce)
+            .max_instances(admission.max_instances)
+    }
+}
+
+/// One job as the core holds it. Kept small: a scheduler may hold a million.
+pub(crate) struct Entry {
+    pub(crate) id: JobId,
+    /// A name given with `.name(..)`; otherwise the task's default name.
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) task: Box<dyn TaskBody>,
+    pub(crate) trigger: Trigger,
+    pub(crate) options: Admission,
+    /// `None` exactly while paused (a job with no next run is removed). A due-queue item is
+    /// current only while it matches `next.at()`.
+    pub(crate) next: Option<NextRun>,
+}
+
+impl Entry {
+    pub(crate) fn new(
+        id: JobId,
+        name: Option<Arc<str>>,
+        task: Task,
+        trigger: Trigger,
+        options: JobOptions,
+        next: Option<NextRun>,
+    ) -> Entry {
+        Entry {
+            id,
+            name,
+            task: task.into_body(),
+            trigger,
+            options: Admission::from(options),
+            next,
+        }
+    }
+
+    /// The name given, else the task's default name (its function's, or the job's id for a
+    /// closure).
+    pub(crate) fn name(&self) -> &str {
+        match (&self.name, self.task.name()) {
+            (Some(name), _) => name,
+            (None, Some(name)) => name,
+            (None, None) => &self.id,
+        }
+    }
+
+    pub(crate) fn snapshot(&self, default_zone: Zone) -> Job {
+        let zone = self.trigger.timezone().unwrap_or(default_zone);
+        Job::new(
+            self.id.clone(),
+            self.name().to_string(),
+            self.trigger.clone(),
+            self.next.map(|n| n.at().with_timezone(&zone)),
+            self.options.into(),
+        )
+    }
+}
+
+/// The job table: a slab of entries addressed by [`Key`]s. A slab rather than a map: no
+/// hashing, and entries sit in arrays instead of one allocation each. The arrays are fixed-size
+/// chunks, never moved or regrown, so a growing table leaves no freed copies of itself behind
+/// in the process's memory.
+#[derive(Default)]
+pub(crate) struct JobTable {
+    chunks: Vec<Box<[Slot]>>,
+    len: usize,
+}
+
+const CHUNK: usize = 1024;
+
+/// The generation and the run count sit beside the entry, in what would be its padding.
+#[derive(Default)]
+pub(crate) struct Slot {
+    entry: Option<Entry>,
+    generation: u32,
+    /// Runs of this slot's job under way, for `max_instances`.
+    running: u32,
+}
+
+impl JobTable {
+    fn slot(&self, key: Key) -> Option<&Slot> {
+        let index = key.slot();
+        let slot = self.chunks.get(index / CHUNK).map(|c| &c[index % CHUNK])?;
+        (slot.generation == key.generation()).then_some(slot)
+    }
+
+    fn slot_mut(&mut self, key: Key) -> Option<&mut Slot> {
+        let index = key.slot();
+        let slot = self
+            .chunks
+            .get_mut(index / CHUNK)
+            .map(|c| &mut c[index % CHUNK])?;
+        (slot.generation == key.generation()).then_some(slot)
+    }
+
+    pub(crate) fn get(&self, key: Key) -> Option<&Entry> {
+        self.slot(key)?.entry.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut Entry> {
+        self.slot_mut(key)?.entry.as_mut()
+    }
+
+    /// The entry and its count of runs under way.
+    pub(crate) fn get_with_running(&mut self, key: Key) -> Option<(&mut Entry, &mut u32)> {
+        let slot = self.slot_mut(key)?;
+        let entry = slot.entry.as_mut()?;
+        Some((entry, &mut slot.running))
+    }
+
+    pub(crate) fn insert(&mut self, key: Key, entry: Entry) {
+        let index = key.slot();
+        while self.chunks.len() <= index / CHUNK {
+            self.chunks
+                .push((0..CHUNK).map(|_| Slot::default()).collect());
+        }
+        let slot = &mut self.chunks[index / CHUNK][index % CHUNK];
+        slot.generation = key.generation();
+        slot.running = 0;
+        if slot.entry.replace(entry).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Drops the entry in place (it is large: moving it out costs) and returns its id.
+    pub(crate) fn remove(&mut self, key: Key) -> Option<JobId> {
+        let slot = self.slot_mut(key)?;
+        let id = slot.entry.take()?.id;
+        self.len -= 1;
+        Some(id)
+    }
+
+    /// How many jobs the table holds.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether a due-queue item for `key` at `at_us` is current: the job is there, and its
+    /// next run is still that one.
+    pub(crate) fn is_due_at(&self, key: Key, at_us: i64) -> bool {
+        self.get(key)
+            .and_then(|entry| entry.next)
+            .is_some_and(|next| next.at().timestamp_micros() == at_us)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Key, &Entry)> {
+        self.chunks
+            .iter()
+            .flat_map(|chunk| chunk.iter())
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                let key = Key::new(i as u32, slot.generation);
+                slot.entry.as_ref().map(|entry| (key, entry))
+            })
+    }
+
+    pub(crate) fn keys(&self) -> Vec<Key> {
+        self.iter().map(|(key, _)| key).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::Interval;
+
+    fn entry(id: &str) -> Entry {
+        Entry::new(
+            JobId::new(id),
+            None,
+            crate::IntoTask::into_task(|| async {}),
+            Interval::hours(1).into(),
+            JobOptions::default(),
+            None,
+        )
+    }
+
+    /// The per-job memory goal (300 bytes of RSS a job at 100,000 jobs) leaves the job table
+    /// 136 bytes a slot: a field added here must pay for itself elsewhere.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_job_slot_stays_within_its_budget() {
+        assert!(std::mem::size_of::<Slot>() <= 136);
+        assert!(std::mem::size_of::<Trigger>() <= 48);
+    }
+
+    #[test]
+    fn a_reused_slot_never_answers_to_its_old_key() {
+        let (mut index, mut table) = (Index::default(), JobTable::default());
+        let (old, _) = index.enter(JobId::new("a"));
+        table.insert(old, entry("a"));
+        assert_eq!(table.remove(old), Some(JobId::new("a")));
+        index.release(old, &JobId::new("a"));
+        let (new, replaced) = index.enter(JobId::new("b"));
+        assert_eq!(replaced, None);
+        assert_eq!(new.slot(), old.slot(), "the slot is reused");
+        table.insert(new, entry("b"));
+        assert!(table.get(old).is_none());
+        assert_eq!(table.remove(old), None);
+        assert_eq!(table.get(new).map(|e| e.id.to_string()), Some("b".into()));
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn releasing_an_old_key_keeps_the_newer_job_of_the_id() {
+        let mut index = Index::default();
+        let (first, _) = index.enter(JobId::new("a"));
+        let (second, replaced) = index.enter(JobId::new("a"));
+        assert_eq!(replaced, Some(first));
+        index.release(first, &JobId::new("a"));
+        assert_eq!(index.key_of("a"), Some(second));
+        assert_eq!(index.len(), 1);
+    }
+}
