@@ -167,7 +167,9 @@ type Guard = Box<dyn FnOnce(Router<Arc<ApiState>>) -> Router<Arc<ApiState>> + Se
 /// The management API's settings; [`into_router`](Api::into_router) makes the axum
 /// [`Router`].
 ///
-/// Default: every route of the [module docs](self) but `POST .../jobs`, none guarded.
+/// Default: every route of the [module docs](self) but `POST .../jobs`, none guarded;
+/// [`guard_mutations`](Api::guard_mutations) and [`guard_reads`](Api::guard_reads) put an
+/// auth layer on the routes that change things and on those that read.
 ///
 /// ```
 /// use apsched::{web, Scheduler, TaskRegistry};
@@ -185,6 +187,7 @@ pub struct Api {
     scheduler: Scheduler,
     tasks: Option<TaskRegistry>,
     guards: Vec<Guard>,
+    read_guards: Vec<Guard>,
 }
 
 impl fmt::Debug for Api {
@@ -193,6 +196,7 @@ impl fmt::Debug for Api {
             .field("scheduler", &self.scheduler)
             .field("tasks", &self.tasks)
             .field("guards", &self.guards.len())
+            .field("read_guards", &self.read_guards.len())
             .finish()
     }
 }
@@ -204,6 +208,7 @@ impl Api {
             scheduler,
             tasks: None,
             guards: Vec::new(),
+            read_guards: Vec::new(),
         }
     }
 
@@ -234,6 +239,24 @@ impl Api {
         self
     }
 
+    /// Puts `layer` on the routes that only read (every `GET`: the job list, a job, the
+    /// status), for deployments where even the job list is not public. Use it with
+    /// [`guard_mutations`](Self::guard_mutations) to guard every route, with the same layer or
+    /// a stricter one for changes. As there, unknown paths and wrong methods still answer
+    /// `404` and `405`.
+    pub fn guard_reads<L>(mut self, layer: L) -> Api
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.read_guards
+            .push(Box::new(move |router| router.route_layer(layer)));
+        self
+    }
+
     /// The axum router. It carries its own state, so it fits an app of any state type `S`
     /// (`app.nest("/scheduler", api.into_router())`).
     pub fn into_router<S>(self) -> Router<S>
@@ -255,10 +278,13 @@ impl Api {
         for guard in self.guards {
             mutations = guard(mutations);
         }
-        let reads = Router::new()
+        let mut reads = Router::new()
             .route("/jobs", get(list_jobs))
             .route("/jobs/{id}", get(get_job))
             .route("/", get(status));
+        for guard in self.read_guards {
+            reads = guard(reads);
+        }
         // Merged into the mutations (not the other way round) so that a path shared by both
         // keeps the unguarded 405 fallback: a wrong method is not an auth question.
         mutations.merge(reads).with_state(state)

@@ -731,3 +731,31 @@ fn concurrent_replacing_adds_and_deletes_over_http_leave_no_orphans() {
         assert_eq!(listed, json!([]));
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn guard_reads_closes_the_read_routes_too() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    scheduler
+        .add_job(tick, Interval::minutes(1))
+        .id("tick")
+        .await
+        .unwrap();
+    let token: Arc<str> = Arc::from("s3cret");
+    let guard = middleware::from_fn_with_state(token, require_token);
+    let app = mounted(
+        web::Api::new(scheduler.clone())
+            .guard_mutations(guard.clone())
+            .guard_reads(guard)
+            .into_router(),
+    );
+    for uri in ["/scheduler/jobs", "/scheduler/jobs/tick", "/scheduler"] {
+        let (status, _) = send(&app, Method::GET, uri, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "GET {uri}");
+        let (status, _) = send(&app, Method::GET, uri, None, Some("s3cret")).await;
+        assert_eq!(status, StatusCode::OK, "GET {uri} with the token");
+    }
+    let (status, _) = send(&app, Method::POST, "/scheduler/jobs/tick/pause", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(&app, Method::GET, "/scheduler/nowhere", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
