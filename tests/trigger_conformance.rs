@@ -1111,3 +1111,40 @@ fn triggers_round_trip_through_json_and_recompile() {
         previous = a;
     }
 }
+
+#[test]
+fn time_zones_are_named_statically_or_parsed() {
+    let now = t("2024-03-09T00:00:00Z");
+    let fixed = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let triggers: Vec<Trigger> = vec![
+        Cron::new()
+            .hour(6)
+            .minute(30)
+            .timezone(apsched::tz::Asia::Shanghai)
+            .into(),
+        Cron::new()
+            .hour(6)
+            .minute(30)
+            .timezone(Zone::parse("Asia/Shanghai").unwrap())
+            .into(),
+        CalendarInterval::days(1)
+            .at(6, 30, 0)
+            .start_date(date(2024, 3, 9))
+            .timezone(fixed)
+            .into(),
+    ];
+    for trigger in triggers {
+        let trigger = trigger.prepared(Zone::UTC, now).unwrap();
+        assert_eq!(
+            trigger.next_fire_time(None, now).unwrap(),
+            Some(t("2024-03-09T22:30:00Z")),
+            "{trigger}"
+        );
+    }
+    let zone = Trigger::from(Interval::hours(1).timezone(chrono::Utc)).timezone();
+    assert_eq!(zone, Some(Zone::UTC));
+    assert_eq!(
+        Trigger::from(Date::at(now).timezone(apsched::tz::Europe::Berlin)).timezone(),
+        Some(Zone::parse("Europe/Berlin").unwrap())
+    );
+}

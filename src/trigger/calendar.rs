@@ -1,19 +1,14 @@
 //! The calendar interval trigger: every N years, months, weeks or days at a wall-clock time.
 //!
-//! This module also owns the one rule for turning a wall-clock time into an instant
-//! ([`resolve_wall_time`]): the earlier instant of a repeated time, the first instant after a
-//! gap. Cron uses croner's equivalent; the calendar interval and the cron engine's start of day
-//! use this one.
+//! Wall-clock times become instants by the zone's one rule, `zone::resolve_wall_time`.
 
 use std::time::Duration;
 
-use chrono::{
-    DateTime, Datelike, MappedLocalTime, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
-    TimeZone, Utc,
-};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, Zone};
+use crate::zone::resolve_wall_time;
+use crate::{Error, IntoZone, Result, Zone};
 
 /// Fires every N years, months, weeks and/or days at a wall-clock time of day in a zone
 /// (APScheduler 4's `calendarinterval` trigger).
@@ -158,8 +153,8 @@ impl CalendarInterval {
 
     /// The zone whose calendar and wall clock the runs follow (default: the scheduler's).
     #[must_use]
-    pub fn timezone(mut self, zone: impl Into<Zone>) -> CalendarInterval {
-        self.timezone = Some(zone.into());
+    pub fn timezone(mut self, zone: impl IntoZone) -> CalendarInterval {
+        self.timezone = Some(zone.into_zone());
         self
     }
 
@@ -371,66 +366,9 @@ impl CalendarInterval {
     }
 }
 
-/// The instant a wall-clock time names in `zone`: the earlier of the two when the clock shows
-/// it twice (fall back), the first instant after the gap when it never shows it (spring
-/// forward). `None` only past the range chrono can represent.
-pub(crate) fn resolve_wall_time(zone: Zone, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    match zone.from_local_datetime(&local) {
-        MappedLocalTime::Single(t) => Some(t.with_timezone(&Utc)),
-        MappedLocalTime::Ambiguous(a, b) => Some(a.min(b).with_timezone(&Utc)),
-        MappedLocalTime::None => {
-            // In a gap the transition instant T lies in (local - after, local - before]: find
-            // it by bisection on the offset, which changes once there.
-            let offset_at =
-                |utc: NaiveDateTime| zone.offset_from_utc_datetime(&utc).fix().local_minus_utc();
-            let day = TimeDelta::days(1);
-            let before = offset_at(local.checked_sub_signed(day)?);
-            let after = offset_at(local.checked_add_signed(day)?);
-            let mut lo = local.checked_sub_signed(TimeDelta::seconds(i64::from(after)))?;
-            let mut hi = local.checked_sub_signed(TimeDelta::seconds(i64::from(before)))?;
-            if hi <= lo {
-                // Not a simple gap (two transitions within a day): the old offset's reading.
-                return Some(hi.and_utc());
-            }
-            while hi - lo > TimeDelta::seconds(1) {
-                let mid = lo + (hi - lo) / 2;
-                if offset_at(mid) == before {
-                    lo = mid;
-                } else {
-                    hi = mid;
-                }
-            }
-            Some(hi.and_utc())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gap_resolves_to_its_end() {
-        let ny = Zone::parse("America/New_York").unwrap();
-        let local = NaiveDate::from_ymd_opt(2024, 3, 10)
-            .unwrap()
-            .and_hms_opt(2, 30, 0)
-            .unwrap();
-        // 03:00 EDT = 07:00 UTC.
-        assert_eq!(
-            resolve_wall_time(ny, local),
-            Some(Utc.with_ymd_and_hms(2024, 3, 10, 7, 0, 0).unwrap())
-        );
-        let fold = NaiveDate::from_ymd_opt(2024, 11, 3)
-            .unwrap()
-            .and_hms_opt(1, 30, 0)
-            .unwrap();
-        // The first 01:30 is EDT = 05:30 UTC.
-        assert_eq!(
-            resolve_wall_time(ny, fold),
-            Some(Utc.with_ymd_and_hms(2024, 11, 3, 5, 30, 0).unwrap())
-        );
-    }
 
     #[test]
     fn month_end_skips_short_months() {

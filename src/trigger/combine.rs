@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Trigger;
-use crate::{Error, Result, Zone};
+use crate::{Error, IntoZone, Result, Zone};
 
 /// Several triggers combined by [`Trigger::and`] or [`Trigger::or`] (APScheduler's
 /// `AndTrigger` / `OrTrigger`).
@@ -121,8 +121,8 @@ impl Combination {
 
     /// The zone of children that name none (default: the scheduler's).
     #[must_use]
-    pub fn timezone(mut self, zone: impl Into<Zone>) -> Combination {
-        self.timezone = Some(zone.into());
+    pub fn timezone(mut self, zone: impl IntoZone) -> Combination {
+        self.timezone = Some(zone.into_zone());
         self
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, Zone};
+use crate::{Error, IntoZone, Result, Zone};
 
 /// Fires every `period` of real elapsed time (APScheduler's `interval` trigger).
 ///
@@ -103,8 +103,8 @@ impl Interval {
     /// The zone job listings show fire times in (the scheduler's default otherwise). It does
     /// not change when runs happen: an interval counts elapsed time.
     #[must_use]
-    pub fn timezone(mut self, zone: impl Into<Zone>) -> Interval {
-        self.timezone = Some(zone.into());
+    pub fn timezone(mut self, zone: impl IntoZone) -> Interval {
+        self.timezone = Some(zone.into_zone());
         self
     }
 

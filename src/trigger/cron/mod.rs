@@ -17,8 +17,8 @@ use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Serialize};
 
 use self::fields::{croner_weekday, FieldName, FieldSet};
-use super::calendar::resolve_wall_time;
-use crate::{Error, Result, Zone};
+use crate::zone::resolve_wall_time;
+use crate::{Error, IntoZone, Result, Zone};
 
 /// Fires at wall-clock times that match cron fields (APScheduler's `cron` trigger).
 ///
@@ -333,8 +333,8 @@ impl Cron {
 
     /// The zone whose wall clock the fields are read in (default: the scheduler's zone).
     #[must_use]
-    pub fn timezone(mut self, zone: impl Into<Zone>) -> Cron {
-        self.timezone = Some(zone.into());
+    pub fn timezone(mut self, zone: impl IntoZone) -> Cron {
+        self.timezone = Some(zone.into_zone());
         self
     }
 
