@@ -1148,3 +1148,80 @@ fn time_zones_are_named_statically_or_parsed() {
         Some(Zone::parse("Europe/Berlin").unwrap())
     );
 }
+
+/// The JSON of every trigger kind, as the REST API and stores read it: pinned field by field.
+#[test]
+fn json_forms_are_pinned() {
+    let berlin = Zone::parse("Europe/Berlin").unwrap();
+    let (start, end) = (t("2024-01-01T00:00:00Z"), t("2024-02-01T00:00:00Z"));
+    let cases: Vec<(Trigger, &str)> = vec![
+        (
+            Interval::every(Duration::from_millis(1500)).into(),
+            r#"{"type":"interval","period":1.5}"#,
+        ),
+        (
+            Interval::hours(2)
+                .start(start)
+                .end(end)
+                .timezone(berlin)
+                .jitter(Duration::from_millis(250))
+                .into(),
+            r#"{"type":"interval","period":7200.0,"start":"2024-01-01T00:00:00Z","end":"2024-02-01T00:00:00Z","timezone":"Europe/Berlin","jitter":0.25}"#,
+        ),
+        (
+            Interval::hours(2).jitter(Duration::ZERO).into(),
+            r#"{"type":"interval","period":7200.0}"#,
+        ),
+        (
+            Cron::parse("0 12 * * *")
+                .unwrap()
+                .start(start)
+                .end(end)
+                .timezone(berlin)
+                .jitter(Duration::from_secs(3))
+                .into(),
+            r#"{"type":"cron","expression":"0 12 * * *","start":"2024-01-01T00:00:00Z","end":"2024-02-01T00:00:00Z","timezone":"Europe/Berlin","jitter":3.0}"#,
+        ),
+        (
+            Cron::new()
+                .hour(6)
+                .minute("*/5")
+                .day("last fri")
+                .jitter(Duration::ZERO)
+                .into(),
+            r#"{"type":"cron","fields":{"day":"last fri","hour":"6","minute":"*/5"},"jitter":0.0}"#,
+        ),
+        (
+            CalendarInterval::new(1, 2, 3, 4)
+                .at(5, 6, 7)
+                .start_date(date(2024, 1, 31))
+                .timezone(berlin)
+                .jitter(Duration::from_secs(1))
+                .end(t("2030-01-01T00:00:00Z"))
+                .into(),
+            r#"{"type":"calendar_interval","years":1,"months":2,"weeks":3,"days":4,"hour":5,"minute":6,"second":7,"start_date":"2024-01-31","end":"2030-01-01T00:00:00Z","timezone":"Europe/Berlin","jitter":1.0}"#,
+        ),
+        (
+            CalendarInterval::days(1)
+                .start(t("2024-01-01T07:00:00Z"))
+                .into(),
+            r#"{"type":"calendar_interval","years":0,"months":0,"weeks":0,"days":1,"hour":0,"minute":0,"second":0,"start":"2024-01-01T07:00:00Z"}"#,
+        ),
+        (
+            Date::at(t("2024-01-01T07:00:00Z")).timezone(berlin).into(),
+            r#"{"type":"date","run_date":"2024-01-01T07:00:00Z","timezone":"Europe/Berlin"}"#,
+        ),
+        (
+            Trigger::and_within(
+                Duration::from_secs(5),
+                [Trigger::from(Interval::hours(1)), cron("@daily")],
+            ),
+            r#"{"type":"and","triggers":[{"type":"interval","period":3600.0},{"type":"cron","expression":"@daily"}],"threshold":5.0}"#,
+        ),
+    ];
+    for (trigger, json) in cases {
+        assert_eq!(serde_json::to_string(&trigger).unwrap(), json);
+        let back: Trigger = serde_json::from_str(json).unwrap();
+        assert_eq!(back, trigger, "{json}");
+    }
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::bounds::{Bounds, Jitter};
 use crate::zone::resolve_wall_time;
 use crate::{Error, IntoZone, Result, Zone};
 
@@ -61,18 +62,8 @@ pub struct CalendarInterval {
     second: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     start_date: Option<NaiveDate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    start: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    end: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    timezone: Option<Zone>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::serde_util::opt_seconds"
-    )]
-    jitter: Option<Duration>,
+    #[serde(flatten)]
+    bounds: Bounds,
 }
 
 /// How many steps past the estimate a search may take (a day of month that few months have,
@@ -92,10 +83,7 @@ impl CalendarInterval {
             minute: 0,
             second: 0,
             start_date: None,
-            start: None,
-            end: None,
-            timezone: None,
-            jitter: None,
+            bounds: Bounds::default(),
         }
     }
 
@@ -132,14 +120,14 @@ impl CalendarInterval {
     #[must_use]
     pub fn start_date(mut self, date: NaiveDate) -> CalendarInterval {
         self.start_date = Some(date);
-        self.start = None;
+        self.bounds.start = None;
         self
     }
 
     /// No run before this instant; its date in the trigger's zone is the anchor of all runs.
     #[must_use]
     pub fn start<Tz: TimeZone>(mut self, start: DateTime<Tz>) -> CalendarInterval {
-        self.start = Some(start.with_timezone(&Utc));
+        self.bounds.start = Some(start.with_timezone(&Utc));
         self.start_date = None;
         self
     }
@@ -147,34 +135,26 @@ impl CalendarInterval {
     /// No run after this instant.
     #[must_use]
     pub fn end<Tz: TimeZone>(mut self, end: DateTime<Tz>) -> CalendarInterval {
-        self.end = Some(end.with_timezone(&Utc));
+        self.bounds.end = Some(end.with_timezone(&Utc));
         self
     }
 
     /// The zone whose calendar and wall clock the runs follow (default: the scheduler's).
     #[must_use]
     pub fn timezone(mut self, zone: impl IntoZone) -> CalendarInterval {
-        self.timezone = Some(zone.into_zone());
+        self.bounds.timezone = Some(zone.into_zone());
         self
     }
 
     /// Delays each run by a uniform random span in `[0, jitter]`.
     #[must_use]
     pub fn jitter(mut self, jitter: Duration) -> CalendarInterval {
-        self.jitter = Some(jitter);
+        self.bounds.jitter = Jitter::new(jitter);
         self
     }
 
-    pub(crate) fn zone(&self) -> Option<Zone> {
-        self.timezone
-    }
-
-    pub(crate) fn jitter_span(&self) -> Option<Duration> {
-        self.jitter
-    }
-
-    pub(crate) fn end_date(&self) -> Option<DateTime<Utc>> {
-        self.end
+    pub(crate) fn bounds(&self) -> &Bounds {
+        &self.bounds
     }
 
     fn validate(&self) -> Result<()> {
@@ -208,22 +188,13 @@ impl CalendarInterval {
         if self.second > 59 {
             return invalid("second", self.second.to_string(), "out of range 0-59");
         }
-        if let (Some(start), Some(end)) = (self.start, self.end) {
-            if end < start {
-                return invalid(
-                    "end_date",
-                    end.to_rfc3339(),
-                    &format!("it is before the start date {}", start.to_rfc3339()),
-                );
-            }
-        }
-        Ok(())
+        self.bounds.check()
     }
 
     pub(crate) fn prepare(&mut self, default_zone: Zone, now: DateTime<Utc>) -> Result<()> {
         self.validate()?;
-        let zone = *self.timezone.get_or_insert(default_zone);
-        if self.start_date.is_none() && self.start.is_none() {
+        let zone = self.bounds.settle_zone(default_zone);
+        if self.start_date.is_none() && self.bounds.start.is_none() {
             // APScheduler: the start date defaults to today.
             self.start_date = Some(now.with_timezone(&zone).date_naive());
         }
@@ -237,7 +208,11 @@ impl CalendarInterval {
     /// The anchor date: the start date, the start instant's date, or (unprepared) `fallback`.
     fn anchor(&self, zone: Zone, fallback: DateTime<Utc>) -> NaiveDate {
         self.start_date
-            .or_else(|| self.start.map(|s| s.with_timezone(&zone).date_naive()))
+            .or_else(|| {
+                self.bounds
+                    .start
+                    .map(|s| s.with_timezone(&zone).date_naive())
+            })
             .unwrap_or_else(|| fallback.with_timezone(&zone).date_naive())
     }
 
@@ -278,9 +253,9 @@ impl CalendarInterval {
         fallback_anchor: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
         self.validate()?;
-        let zone = self.timezone.unwrap_or_default();
-        let at = self.start.map_or(at, |start| start.max(at));
-        if self.end.is_some_and(|end| at > end) {
+        let zone = self.bounds.timezone.unwrap_or_default();
+        let at = self.bounds.not_before_start(at);
+        if self.bounds.past_end(at) {
             return Ok(None);
         }
         let anchor = self.anchor(zone, fallback_anchor);
@@ -303,13 +278,13 @@ impl CalendarInterval {
                     break;
                 };
                 if instant >= at {
-                    return Ok(Some(instant).filter(|i| self.end.is_none_or(|end| *i <= end)));
+                    return Ok(Some(instant).filter(|i| !self.bounds.past_end(*i)));
                 }
             } else if self.date_of_unbounded(anchor, k) {
                 break;
             }
         }
-        if self.end.is_some() {
+        if self.bounds.end.is_some() {
             return Ok(None);
         }
         Err(Error::TriggerNeverFires {
@@ -341,8 +316,8 @@ impl CalendarInterval {
         }
         let mut text = format!("every {}", parts.join(" "));
         let anchor = self.start_date.or_else(|| {
-            self.start.map(|s| {
-                s.with_timezone(&self.timezone.unwrap_or_default())
+            self.bounds.start.map(|s| {
+                s.with_timezone(&self.bounds.timezone.unwrap_or_default())
                     .date_naive()
             })
         });
@@ -359,7 +334,7 @@ impl CalendarInterval {
             " at {:02}:{:02}:{:02}",
             self.hour, self.minute, self.second
         ));
-        if let Some(zone) = self.timezone {
+        if let Some(zone) = self.bounds.timezone {
             text.push_str(&format!(" ({zone})"));
         }
         text

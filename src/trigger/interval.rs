@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::bounds::{Bounds, Jitter};
 use crate::{Error, IntoZone, Result, Zone};
 
 /// Fires every `period` of real elapsed time (APScheduler's `interval` trigger).
@@ -32,20 +33,8 @@ pub struct Interval {
     /// In nanoseconds (not a `Duration`): a scheduler may hold a million of these.
     #[serde(rename = "period", with = "crate::serde_util::nanos_as_seconds")]
     period_ns: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    start: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    end: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    timezone: Option<Zone>,
-    /// In nanoseconds; zero is no jitter.
-    #[serde(
-        rename = "jitter",
-        default,
-        skip_serializing_if = "crate::serde_util::is_zero",
-        with = "crate::serde_util::nanos_as_seconds"
-    )]
-    jitter_ns: u64,
+    #[serde(flatten)]
+    bounds: Bounds,
 }
 
 impl Interval {
@@ -53,10 +42,7 @@ impl Interval {
     pub fn every(period: Duration) -> Interval {
         Interval {
             period_ns: nanos(period),
-            start: None,
-            end: None,
-            timezone: None,
-            jitter_ns: 0,
+            bounds: Bounds::default(),
         }
     }
 
@@ -89,14 +75,14 @@ impl Interval {
     /// is added.
     #[must_use]
     pub fn start<Tz: TimeZone>(mut self, start: DateTime<Tz>) -> Interval {
-        self.start = Some(start.with_timezone(&Utc));
+        self.bounds.start = Some(start.with_timezone(&Utc));
         self
     }
 
     /// No run after this instant.
     #[must_use]
     pub fn end<Tz: TimeZone>(mut self, end: DateTime<Tz>) -> Interval {
-        self.end = Some(end.with_timezone(&Utc));
+        self.bounds.end = Some(end.with_timezone(&Utc));
         self
     }
 
@@ -104,14 +90,14 @@ impl Interval {
     /// not change when runs happen: an interval counts elapsed time.
     #[must_use]
     pub fn timezone(mut self, zone: impl IntoZone) -> Interval {
-        self.timezone = Some(zone.into_zone());
+        self.bounds.timezone = Some(zone.into_zone());
         self
     }
 
-    /// Delays each run by a uniform random span in `[0, jitter]`.
+    /// Delays each run by a uniform random span in `[0, jitter]` (zero: no jitter).
     #[must_use]
     pub fn jitter(mut self, jitter: Duration) -> Interval {
-        self.jitter_ns = nanos(jitter);
+        self.bounds.jitter = Jitter::unless_zero(jitter);
         self
     }
 
@@ -120,16 +106,8 @@ impl Interval {
         Duration::from_nanos(self.period_ns)
     }
 
-    pub(crate) fn zone(&self) -> Option<Zone> {
-        self.timezone
-    }
-
-    pub(crate) fn jitter_span(&self) -> Option<Duration> {
-        (self.jitter_ns > 0).then(|| Duration::from_nanos(self.jitter_ns))
-    }
-
-    pub(crate) fn end_date(&self) -> Option<DateTime<Utc>> {
-        self.end
+    pub(crate) fn bounds(&self) -> &Bounds {
+        &self.bounds
     }
 
     fn period_delta(&self) -> TimeDelta {
@@ -151,20 +129,11 @@ impl Interval {
                 reason: "the period is longer than 584 years".into(),
             });
         }
-        self.timezone.get_or_insert(default_zone);
-        if self.start.is_none() {
-            self.start = Some(now + self.period_delta());
+        self.bounds.settle_zone(default_zone);
+        if self.bounds.start.is_none() {
+            self.bounds.start = Some(now + self.period_delta());
         }
-        if let (Some(start), Some(end)) = (self.start, self.end) {
-            if end < start {
-                return Err(Error::InvalidTrigger {
-                    field: "end_date",
-                    value: end.to_rfc3339(),
-                    reason: format!("it is before the start date {}", start.to_rfc3339()),
-                });
-            }
-        }
-        Ok(())
+        self.bounds.check()
     }
 
     pub(crate) fn next_fire_time(
@@ -173,7 +142,7 @@ impl Interval {
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
         let period = self.period_delta();
-        let next = match (previous, self.start) {
+        let next = match (previous, self.bounds.start) {
             (Some(previous), _) => previous.checked_add_signed(period)?,
             (None, Some(start)) if start >= now => start,
             (None, Some(start)) => {
@@ -198,10 +167,7 @@ impl Interval {
             }
             (None, None) => now.checked_add_signed(period)?,
         };
-        match self.end {
-            Some(end) if next > end => None,
-            _ => Some(next),
-        }
+        (!self.bounds.past_end(next)).then_some(next)
     }
 
     pub(crate) fn describe(&self) -> String {

@@ -12,6 +12,7 @@
 //! | [`CalendarInterval`] | every N years/months/weeks/days at a wall-clock time | `calendarinterval` |
 //! | [`Trigger::and`] / [`Trigger::or`] | when all / any of several triggers fire | `and` / `or` |
 
+mod bounds;
 mod calendar;
 mod combine;
 mod cron;
@@ -157,9 +158,9 @@ impl Trigger {
     pub fn timezone(&self) -> Option<Zone> {
         match self {
             Trigger::Date(t) => t.zone(),
-            Trigger::Interval(t) => t.zone(),
-            Trigger::Cron(t) => t.zone(),
-            Trigger::CalendarInterval(t) => t.zone(),
+            Trigger::Interval(t) => t.bounds().timezone,
+            Trigger::Cron(t) => t.bounds().timezone,
+            Trigger::CalendarInterval(t) => t.bounds().timezone,
             Trigger::And(t) | Trigger::Or(t) => t.zone(),
         }
     }
@@ -168,9 +169,9 @@ impl Trigger {
     pub fn jitter(&self) -> Option<Duration> {
         match self {
             Trigger::Date(_) => None,
-            Trigger::Interval(t) => t.jitter_span(),
-            Trigger::Cron(t) => t.jitter_span(),
-            Trigger::CalendarInterval(t) => t.jitter_span(),
+            Trigger::Interval(t) => t.bounds().jitter.span(),
+            Trigger::Cron(t) => t.bounds().jitter.span(),
+            Trigger::CalendarInterval(t) => t.bounds().jitter.span(),
             Trigger::And(t) | Trigger::Or(t) => t.jitter_span(),
         }
     }
@@ -179,9 +180,9 @@ impl Trigger {
     pub fn end_date(&self) -> Option<DateTime<Utc>> {
         match self {
             Trigger::Date(t) => Some(t.run_date()),
-            Trigger::Interval(t) => t.end_date(),
-            Trigger::Cron(t) => t.end_date(),
-            Trigger::CalendarInterval(t) => t.end_date(),
+            Trigger::Interval(t) => t.bounds().end,
+            Trigger::Cron(t) => t.bounds().end,
+            Trigger::CalendarInterval(t) => t.bounds().end,
             Trigger::And(_) | Trigger::Or(_) => None,
         }
     }

@@ -17,6 +17,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Serialize};
 
 use self::fields::{croner_weekday, FieldName, FieldSet};
+use super::bounds::{Bounds, Jitter};
 use crate::zone::resolve_wall_time;
 use crate::{Error, IntoZone, Result, Zone};
 
@@ -73,18 +74,8 @@ pub struct Cron {
     expression: Option<String>,
     #[serde(default, skip_serializing_if = "Fields::is_empty")]
     fields: Fields,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    start: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    end: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    timezone: Option<Zone>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::serde_util::opt_seconds"
-    )]
-    jitter: Option<Duration>,
+    #[serde(flatten)]
+    bounds: Bounds,
     /// The compiled pattern, built once on first use (or at `prepare`); a deserialized
     /// trigger starts without it.
     #[serde(skip)]
@@ -197,10 +188,7 @@ impl PartialEq for Cron {
         // The compiled cache is derived from the rest, so it takes no part.
         self.expression == other.expression
             && self.fields == other.fields
-            && self.start == other.start
-            && self.end == other.end
-            && self.timezone == other.timezone
-            && self.jitter == other.jitter
+            && self.bounds == other.bounds
     }
 }
 
@@ -243,10 +231,7 @@ impl Cron {
         Cron {
             expression: None,
             fields: Fields::default(),
-            start: None,
-            end: None,
-            timezone: None,
-            jitter: None,
+            bounds: Bounds::default(),
             compiled: OnceLock::new(),
         }
     }
@@ -320,28 +305,28 @@ impl Cron {
     /// No run before this instant.
     #[must_use]
     pub fn start<Tz: TimeZone>(mut self, start: DateTime<Tz>) -> Cron {
-        self.start = Some(start.with_timezone(&Utc));
+        self.bounds.start = Some(start.with_timezone(&Utc));
         self
     }
 
     /// No run after this instant.
     #[must_use]
     pub fn end<Tz: TimeZone>(mut self, end: DateTime<Tz>) -> Cron {
-        self.end = Some(end.with_timezone(&Utc));
+        self.bounds.end = Some(end.with_timezone(&Utc));
         self
     }
 
     /// The zone whose wall clock the fields are read in (default: the scheduler's zone).
     #[must_use]
     pub fn timezone(mut self, zone: impl IntoZone) -> Cron {
-        self.timezone = Some(zone.into_zone());
+        self.bounds.timezone = Some(zone.into_zone());
         self
     }
 
     /// Delays each run by a uniform random span in `[0, jitter]`.
     #[must_use]
     pub fn jitter(mut self, jitter: Duration) -> Cron {
-        self.jitter = Some(jitter);
+        self.bounds.jitter = Jitter::new(jitter);
         self
     }
 
@@ -350,29 +335,13 @@ impl Cron {
         self.expression.as_deref()
     }
 
-    pub(crate) fn zone(&self) -> Option<Zone> {
-        self.timezone
-    }
-
-    pub(crate) fn jitter_span(&self) -> Option<Duration> {
-        self.jitter
-    }
-
-    pub(crate) fn end_date(&self) -> Option<DateTime<Utc>> {
-        self.end
+    pub(crate) fn bounds(&self) -> &Bounds {
+        &self.bounds
     }
 
     pub(crate) fn prepare(&mut self, default_zone: Zone) -> Result<()> {
-        self.timezone.get_or_insert(default_zone);
-        if let (Some(start), Some(end)) = (self.start, self.end) {
-            if end < start {
-                return Err(Error::InvalidTrigger {
-                    field: "end_date",
-                    value: end.to_rfc3339(),
-                    reason: format!("it is before the start date {}", start.to_rfc3339()),
-                });
-            }
-        }
+        self.bounds.settle_zone(default_zone);
+        self.bounds.check()?;
         self.compiled().map(|_| ())
     }
 
@@ -449,11 +418,11 @@ impl Cron {
 
     fn first_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         let compiled = self.compiled()?;
-        let at = ceil_to_second(self.start.map_or(at, |start| start.max(at)));
-        if self.end.is_some_and(|end| at > end) {
+        let at = ceil_to_second(self.bounds.not_before_start(at));
+        if self.bounds.past_end(at) {
             return Ok(None);
         }
-        let zone = self.timezone.unwrap_or_default();
+        let zone = self.bounds.timezone.unwrap_or_default();
         let next = match compiled {
             Compiled::Croner(cron) => croner_next(cron, zone, at),
             Compiled::Engine {
@@ -463,10 +432,12 @@ impl Cron {
             Compiled::Never(reason) => Err(reason.clone()),
         };
         match next {
-            Ok(next) => Ok(Some(next).filter(|n| self.end.is_none_or(|end| *n <= end))),
+            Ok(next) => Ok(Some(next).filter(|n| !self.bounds.past_end(*n))),
             // The pattern has no time left before the search limit; an end bound, or a year
             // field whose last year has come, makes that an ordinary finish.
-            Err(_) if !matches!(compiled, Compiled::Never(_)) && self.end.is_some() => Ok(None),
+            Err(_) if !matches!(compiled, Compiled::Never(_)) && self.bounds.end.is_some() => {
+                Ok(None)
+            }
             Err(_)
                 if !matches!(compiled, Compiled::Never(_))
                     && at.with_timezone(&zone).year() >= last_year(compiled) =>
@@ -495,7 +466,7 @@ impl Cron {
                 format!("cron fields {}", parts.join(", "))
             }
         };
-        match self.timezone {
+        match self.bounds.timezone {
             Some(zone) => format!("{text} ({zone})"),
             None => text,
         }
