@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use apsched::trigger::{CalendarInterval, Cron, Date, Interval, Trigger};
 use apsched::{Error, Zone};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
 /// Marks the end of a trigger: `next_fire_time` gives `Ok(None)`.
 const END: &str = "end";
@@ -1224,4 +1224,100 @@ fn json_forms_are_pinned() {
         let back: Trigger = serde_json::from_str(json).unwrap();
         assert_eq!(back, trigger, "{json}");
     }
+}
+
+#[test]
+fn intervals_shorter_than_a_millisecond_are_refused() {
+    let now = t("2024-01-01T00:00:00Z");
+    for period in [Duration::from_nanos(1), Duration::from_micros(999)] {
+        match Trigger::from(Interval::every(period)).prepared(Zone::UTC, now) {
+            Err(Error::InvalidTrigger {
+                field: "interval",
+                value,
+                reason,
+            }) => {
+                assert_eq!(value, format!("{period:?}"));
+                assert!(reason.starts_with("must be at least 1 ms"), "{reason}");
+                assert!(reason.contains("milliseconds"), "{reason}");
+            }
+            other => panic!("{period:?}: {other:?}"),
+        }
+    }
+    let zero = Trigger::from(Interval::every(Duration::ZERO)).prepared(Zone::UTC, now);
+    assert!(
+        matches!(&zero, Err(Error::InvalidTrigger { field: "interval", reason, .. }) if reason.contains("longer than zero")),
+        "{zero:?}"
+    );
+    let ms = Trigger::from(Interval::every(Duration::from_millis(1)))
+        .prepared(Zone::UTC, now)
+        .unwrap();
+    assert_eq!(
+        ms.next_fire_time(None, now).unwrap(),
+        Some(t("2024-01-01T00:00:00.001Z"))
+    );
+    // Read from JSON and never prepared: an error, not a run in a loop at one instant.
+    for json in [
+        r#"{"type":"interval","period":0.0,"start":"2024-01-01T00:00:00Z"}"#,
+        r#"{"type":"interval","period":1e-9,"start":"2024-01-01T00:00:00Z"}"#,
+    ] {
+        let raw: Trigger = serde_json::from_str(json).unwrap();
+        assert!(
+            matches!(
+                raw.next_fire_time(Some(now), now),
+                Err(Error::InvalidTrigger {
+                    field: "interval",
+                    ..
+                })
+            ),
+            "{json}"
+        );
+    }
+}
+
+/// Searches at the ends of chrono's range, and spans that overflow 64-bit nanoseconds, give an
+/// answer (debug builds panic on any integer or date overflow).
+#[test]
+fn extreme_instants_and_spans_never_panic() {
+    let max = DateTime::<Utc>::MAX_UTC;
+    let min = DateTime::<Utc>::MIN_UTC;
+    let now = t("2024-01-01T00:00:00Z");
+    let triggers: Vec<Trigger> = vec![
+        Interval::hours(1).start(now).into(),
+        cron("* * * * * *"),
+        Cron::new().second("*").into(),
+        CalendarInterval::days(1)
+            .start_date(date(2024, 1, 1))
+            .into(),
+        Trigger::or([cron("0 * * * *")]),
+        Trigger::and([cron("0 * * * *"), cron("0 */2 * * *")]),
+        Trigger::and_within(
+            Duration::from_secs(9_000_000_000_000_000),
+            [cron("0 * * * *"), cron("30 * * * *")],
+        ),
+    ];
+    for trigger in triggers {
+        let trigger = trigger.prepared(Zone::UTC, now).unwrap();
+        assert_eq!(
+            trigger.next_fire_time(Some(max), now),
+            Ok(None),
+            "{trigger}"
+        );
+        let _ = trigger.next_fire_time(None, max);
+        let _ = trigger.next_fire_time(Some(min), min);
+        let _ = trigger.fire_time_at_or_after(max);
+        let _ = trigger.jittered(max);
+    }
+    // 290 years in, with a 200-year period: past 64-bit nanoseconds, found by arithmetic.
+    let start = t("2000-01-01T00:00:00Z");
+    let period = TimeDelta::days(200 * 365);
+    let long = Trigger::from(Interval::every(period.to_std().unwrap()).start(start));
+    assert_eq!(
+        long.next_fire_time(None, t("2290-01-01T00:00:00Z"))
+            .unwrap(),
+        Some(start + period + period)
+    );
+    assert_eq!(
+        long.next_fire_time(None, start + period).unwrap(),
+        Some(start + period)
+    );
 }

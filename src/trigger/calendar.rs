@@ -223,7 +223,11 @@ impl CalendarInterval {
     ) -> Result<Option<DateTime<Utc>>> {
         match previous {
             // Strictly after the previous run, even if the clock went back since.
-            Some(p) => self.first_at_or_after(p + TimeDelta::nanoseconds(1), p),
+            Some(p) => match p.checked_add_signed(TimeDelta::nanoseconds(1)) {
+                Some(after) => self.first_at_or_after(after, p),
+                // Nothing comes after the end of chrono's range.
+                None => Ok(None),
+            },
             None => self.first_at_or_after(now, now),
         }
     }

@@ -38,7 +38,21 @@ pub struct Interval {
 }
 
 impl Interval {
-    /// Every `period`.
+    /// Every `period`, which must be at least 1 ms: the scheduler's timer works in
+    /// milliseconds. A shorter (or zero) period is refused when the trigger is prepared (when
+    /// the job is added), as [`Error::InvalidTrigger`] with field `interval`.
+    ///
+    /// ```
+    /// use apsched::trigger::{Interval, Trigger};
+    /// use std::time::Duration;
+    ///
+    /// let now = chrono::Utc::now();
+    /// assert!(Trigger::from(Interval::every(Duration::from_millis(1))).prepared(apsched::Zone::UTC, now).is_ok());
+    /// let err = Trigger::from(Interval::every(Duration::from_nanos(1)))
+    ///     .prepared(apsched::Zone::UTC, now)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("must be at least 1 ms"));
+    /// ```
     pub fn every(period: Duration) -> Interval {
         Interval {
             period_ns: nanos(period),
@@ -114,24 +128,42 @@ impl Interval {
         TimeDelta::from_std(self.period()).unwrap_or(TimeDelta::MAX)
     }
 
-    pub(crate) fn prepare(&mut self, default_zone: Zone, now: DateTime<Utc>) -> Result<()> {
-        if self.period_ns == 0 {
-            return Err(Error::InvalidTrigger {
-                field: "interval",
-                value: "0s".into(),
-                reason: "the period must be longer than zero".into(),
-            });
-        }
-        if self.period_ns == u64::MAX {
-            return Err(Error::InvalidTrigger {
+    /// The period's own checks, made at prepare and again on every search, so that a trigger
+    /// read from JSON and never prepared cannot fire in a loop.
+    fn check_period(&self) -> Result<()> {
+        let refuse = |reason: &str| {
+            Err(Error::InvalidTrigger {
                 field: "interval",
                 value: format!("{:?}", self.period()),
-                reason: "the period is longer than 584 years".into(),
-            });
+                reason: reason.into(),
+            })
+        };
+        match self.period_ns {
+            0 => refuse("the period must be longer than zero"),
+            1..MIN_PERIOD_NS => refuse(
+                "must be at least 1 ms: the scheduler's timer works in milliseconds, and a \
+                 shorter period would keep it busy with runs that are always due",
+            ),
+            u64::MAX => refuse("the period is longer than 584 years"),
+            _ => Ok(()),
         }
+    }
+
+    pub(crate) fn prepare(&mut self, default_zone: Zone, now: DateTime<Utc>) -> Result<()> {
+        self.check_period()?;
         self.bounds.settle_zone(default_zone);
         if self.bounds.start.is_none() {
-            self.bounds.start = Some(now + self.period_delta());
+            let first = now.checked_add_signed(self.period_delta()).ok_or_else(|| {
+                Error::InvalidTrigger {
+                    field: "interval",
+                    value: format!("{:?}", self.period()),
+                    reason: format!(
+                        "one period after {} is past the last instant chrono can represent",
+                        now.to_rfc3339()
+                    ),
+                }
+            })?;
+            self.bounds.start = Some(first);
         }
         self.bounds.check()
     }
@@ -140,39 +172,45 @@ impl Interval {
         &self,
         previous: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
+    ) -> Result<Option<DateTime<Utc>>> {
+        self.check_period()?;
         let period = self.period_delta();
         let next = match (previous, self.bounds.start) {
-            (Some(previous), _) => previous.checked_add_signed(period)?,
-            (None, Some(start)) if start >= now => start,
-            (None, Some(start)) => {
-                // The first `start + k × period` at or after `now`, by arithmetic: a clock that
-                // jumped ten years costs the same as one missed run.
-                let elapsed = (now - start).num_nanoseconds();
-                let period_ns = period.num_nanoseconds();
-                match (elapsed, period_ns) {
-                    (Some(elapsed), Some(period_ns)) if period_ns > 0 => {
-                        let k = (elapsed + period_ns - 1) / period_ns;
-                        start
-                            .checked_add_signed(TimeDelta::nanoseconds(k.checked_mul(period_ns)?))?
-                    }
-                    // Spans beyond ±292 years in nanoseconds: fall back to seconds.
-                    _ => {
-                        let elapsed = (now - start).num_seconds();
-                        let period_s = period.num_seconds().max(1);
-                        let k = (elapsed + period_s - 1) / period_s;
-                        start.checked_add_signed(TimeDelta::seconds(k.checked_mul(period_s)?))?
-                    }
-                }
-            }
-            (None, None) => now.checked_add_signed(period)?,
+            (Some(previous), _) => previous.checked_add_signed(period),
+            (None, Some(start)) if start >= now => Some(start),
+            // The first `start + k × period` at or after `now`, by arithmetic: a clock that
+            // jumped ten years costs the same as one missed run.
+            (None, Some(start)) => first_step_at_or_after(start, self.period_ns, now),
+            (None, None) => now.checked_add_signed(period),
         };
-        (!self.bounds.past_end(next)).then_some(next)
+        // Past the end of chrono's range there is no next run: the trigger is finished.
+        Ok(next.filter(|next| !self.bounds.past_end(*next)))
     }
 
     pub(crate) fn describe(&self) -> String {
         format!("every {}", describe_span(self.period()))
     }
+}
+
+/// The shortest period accepted: the core's timer works in milliseconds.
+const MIN_PERIOD_NS: u64 = 1_000_000;
+
+/// `start + k × period` for the least `k` that reaches `now` (`now > start`), in 128-bit
+/// nanoseconds so that no span chrono can represent overflows; `None` past chrono's range.
+fn first_step_at_or_after(
+    start: DateTime<Utc>,
+    period_ns: u64,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    const NANOS: i128 = 1_000_000_000;
+    let elapsed = now.signed_duration_since(start);
+    let elapsed = i128::from(elapsed.num_seconds()) * NANOS + i128::from(elapsed.subsec_nanos());
+    let period = i128::from(period_ns);
+    let steps = elapsed.checked_add(period - 1)? / period;
+    let offset = steps.checked_mul(period)?;
+    let secs = i64::try_from(offset / NANOS).ok()?;
+    let nanos = u32::try_from(offset % NANOS).ok()?;
+    start.checked_add_signed(TimeDelta::new(secs, nanos)?)
 }
 
 /// A span in nanoseconds, saturating (584 years and more read as `u64::MAX`).
@@ -235,10 +273,10 @@ mod tests {
         let t = Interval::hours(1).start(start);
         let now = Utc.with_ymd_and_hms(2034, 1, 1, 0, 30, 0).unwrap();
         assert_eq!(
-            t.next_fire_time(None, now),
+            t.next_fire_time(None, now).unwrap(),
             Some(Utc.with_ymd_and_hms(2034, 1, 1, 1, 0, 0).unwrap())
         );
-        assert_eq!(t.next_fire_time(None, start), Some(start));
+        assert_eq!(t.next_fire_time(None, start).unwrap(), Some(start));
     }
 
     #[test]
@@ -248,11 +286,12 @@ mod tests {
             .start(start)
             .end(start + TimeDelta::minutes(90));
         assert_eq!(
-            t.next_fire_time(Some(start), start),
+            t.next_fire_time(Some(start), start).unwrap(),
             Some(start + TimeDelta::hours(1))
         );
         assert_eq!(
-            t.next_fire_time(Some(start + TimeDelta::hours(1)), start),
+            t.next_fire_time(Some(start + TimeDelta::hours(1)), start)
+                .unwrap(),
             None
         );
         let mut zero = Interval::every(Duration::ZERO);

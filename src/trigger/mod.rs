@@ -106,7 +106,7 @@ impl Trigger {
     ) -> Result<Option<DateTime<Utc>>> {
         match self {
             Trigger::Date(t) => Ok(t.next_fire_time(previous, now)),
-            Trigger::Interval(t) => Ok(t.next_fire_time(previous, now)),
+            Trigger::Interval(t) => t.next_fire_time(previous, now),
             Trigger::Cron(t) => t.next_fire_time(previous, now),
             Trigger::CalendarInterval(t) => t.next_fire_time(previous, now),
             Trigger::And(t) => t.next_fire_time_all(previous, now),
@@ -123,7 +123,7 @@ impl Trigger {
     pub fn fire_time_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         match self {
             Trigger::Date(t) => Ok(Some(t.run_date()).filter(|run| *run >= at)),
-            Trigger::Interval(t) => Ok(t.next_fire_time(None, at)),
+            Trigger::Interval(t) => t.next_fire_time(None, at),
             Trigger::Cron(t) => t.fire_time_at_or_after(at),
             Trigger::CalendarInterval(t) => t.fire_time_at_or_after(at),
             Trigger::And(t) => t.fire_time_at_or_after_all(at),

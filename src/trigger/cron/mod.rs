@@ -406,10 +406,14 @@ impl Cron {
         let from = match previous {
             // Strictly after the previous run, whatever `now` says: after a clock that jumped
             // back, the job must not fire again.
-            Some(previous) => floor_to_second(previous) + TimeDelta::seconds(1),
-            None => now,
+            Some(previous) => floor_to_second(previous).checked_add_signed(TimeDelta::seconds(1)),
+            None => Some(now),
         };
-        self.first_at_or_after(from)
+        match from {
+            Some(from) => self.first_at_or_after(from),
+            // Nothing comes after the end of chrono's range.
+            None => Ok(None),
+        }
     }
 
     pub(crate) fn fire_time_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
@@ -418,7 +422,9 @@ impl Cron {
 
     fn first_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         let compiled = self.compiled()?;
-        let at = ceil_to_second(self.bounds.not_before_start(at));
+        let Some(at) = ceil_to_second(self.bounds.not_before_start(at)) else {
+            return Ok(None);
+        };
         if self.bounds.past_end(at) {
             return Ok(None);
         }
@@ -527,11 +533,12 @@ fn floor_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     t.with_nanosecond(0).unwrap_or(t)
 }
 
-fn ceil_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+/// `None` past the end of chrono's range.
+fn ceil_to_second(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if t.nanosecond() == 0 {
-        t
+        Some(t)
     } else {
-        floor_to_second(t) + TimeDelta::seconds(1)
+        floor_to_second(t).checked_add_signed(TimeDelta::seconds(1))
     }
 }
 
