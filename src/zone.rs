@@ -277,6 +277,26 @@ pub(crate) fn resolve_wall_time(zone: Zone, local: NaiveDateTime) -> Option<Date
     }
 }
 
+/// The earliest wall-clock time that [`resolve_wall_time`] turns into `at` or later: `at`'s
+/// own reading, or, when `at` is the first instant after a gap, the first wall time the gap
+/// swallowed (which resolves to `at`).
+pub(crate) fn earliest_wall_reaching(zone: Zone, at: DateTime<Utc>) -> NaiveDateTime {
+    let reading = at.with_timezone(&zone).naive_local();
+    let Some(before) = at.checked_sub_signed(TimeDelta::nanoseconds(1)) else {
+        return reading;
+    };
+    let offset = |t: DateTime<Utc>| zone.offset_from_utc_datetime(&t.naive_utc()).fix();
+    if offset(before).local_minus_utc() < offset(at).local_minus_utc() {
+        // The clock jumped forward at `at`: the wall times from just after `before`'s reading
+        // up to `at`'s never showed.
+        let before_reading = before.with_timezone(&zone).naive_local();
+        return before_reading
+            .checked_add_signed(TimeDelta::nanoseconds(1))
+            .unwrap_or(reading);
+    }
+    reading
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

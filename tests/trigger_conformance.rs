@@ -685,6 +685,236 @@ fn cases() -> Vec<Case> {
             "2024-05-01T00:00:00Z",
             &["2024-05-01T03:30:00Z", "2024-05-02T03:30:00Z"],
         ),
+        // ---- daylight saving edges: midnight, skipped days, restricted days ----
+        case(
+            "Nuuk gap across midnight on a restricted weekday",
+            cron("30 23 * * 6"),
+            "America/Nuuk",
+            "2024-03-29T12:00:00Z",
+            &["2024-03-31T00:00:00-01:00", "2024-04-06T23:30:00-01:00"],
+        ),
+        case(
+            "Nuuk gap across midnight on a restricted weekday, fields",
+            Cron::new().day_of_week("sat").hour(23).minute(30),
+            "America/Nuuk",
+            "2024-03-29T12:00:00Z",
+            &["2024-03-31T00:00:00-01:00", "2024-04-06T23:30:00-01:00"],
+        ),
+        case(
+            "Nuuk yearly date in a gap across midnight",
+            cron("30 23 30 3 *"),
+            "America/Nuuk",
+            "2024-01-01T00:00:00Z",
+            &["2024-03-31T00:00:00-01:00", "2025-03-30T23:30:00-01:00"],
+        ),
+        case(
+            "Nuuk yearly date in a gap across midnight, fields",
+            Cron::new().month(3).day(30).hour(23).minute(30),
+            "America/Nuuk",
+            "2024-01-01T00:00:00Z",
+            &["2024-03-31T00:00:00-01:00", "2025-03-30T23:30:00-01:00"],
+        ),
+        case(
+            "Nuuk gap across midnight, ISO week walk",
+            Cron::new().week("1-53").hour(23).minute(30),
+            "America/Nuuk",
+            "2024-03-29T12:00:00Z",
+            &[
+                "2024-03-29T23:30:00-02:00",
+                "2024-03-31T00:00:00-01:00",
+                "2024-03-31T23:30:00-01:00",
+            ],
+        ),
+        case(
+            "Nuuk gap across midnight, last saturday mixed with a day",
+            Cron::new().day("last sat,1").hour(23).minute(30),
+            "America/Nuuk",
+            "2024-03-15T00:00:00Z",
+            &["2024-03-31T00:00:00-01:00", "2024-04-01T23:30:00-01:00"],
+        ),
+        case(
+            "Tehran gap at midnight, ISO week walk",
+            Cron::new().week("1-53").hour(0),
+            "Asia/Tehran",
+            "2021-03-20T12:00:00Z",
+            &[
+                "2021-03-21T00:00:00+03:30",
+                "2021-03-22T01:00:00+04:30",
+                "2021-03-23T00:00:00+04:30",
+            ],
+        ),
+        case(
+            "Tehran gap at midnight, fixed 00:30",
+            cron("30 0 * * *"),
+            "Asia/Tehran",
+            "2021-03-21T00:00:00Z",
+            &["2021-03-22T01:00:00+04:30", "2021-03-23T00:30:00+04:30"],
+        ),
+        case(
+            "Tehran gap at midnight, wildcard minutes on an ISO week walk",
+            Cron::new().week("1-53").hour(0).minute("*/20"),
+            "Asia/Tehran",
+            "2021-03-21T12:00:00Z",
+            &[
+                "2021-03-23T00:00:00+04:30",
+                "2021-03-23T00:20:00+04:30",
+                "2021-03-23T00:40:00+04:30",
+            ],
+        ),
+        case(
+            "Tehran fold at midnight, fixed 23:30 once",
+            cron("30 23 * * *"),
+            "Asia/Tehran",
+            "2021-09-21T12:00:00Z",
+            &["2021-09-21T23:30:00+04:30", "2021-09-22T23:30:00+03:30"],
+        ),
+        case(
+            "Tehran fold at midnight, wildcard hour twice",
+            cron("30 * * * *"),
+            "Asia/Tehran",
+            "2021-09-21T18:00:00Z",
+            &[
+                "2021-09-21T22:30:00+04:30",
+                "2021-09-21T23:30:00+04:30",
+                "2021-09-21T23:30:00+03:30",
+                "2021-09-22T00:30:00+03:30",
+            ],
+        ),
+        case(
+            "Santiago gap at midnight, ISO week walk",
+            Cron::new().week("1-53").hour(0),
+            "America/Santiago",
+            "2024-09-06T12:00:00Z",
+            &[
+                "2024-09-07T00:00:00-04:00",
+                "2024-09-08T01:00:00-03:00",
+                "2024-09-09T00:00:00-03:00",
+            ],
+        ),
+        case(
+            "Santiago fold at midnight, fixed 00:00",
+            cron("0 0 * * *"),
+            "America/Santiago",
+            "2024-04-06T00:00:00Z",
+            &[
+                "2024-04-06T00:00:00-03:00",
+                "2024-04-07T00:00:00-04:00",
+                "2024-04-08T00:00:00-04:00",
+            ],
+        ),
+        case(
+            "Havana gap at midnight, fixed 00:00",
+            cron("0 0 * * *"),
+            "America/Havana",
+            "2024-03-09T12:00:00Z",
+            &["2024-03-10T01:00:00-04:00", "2024-03-11T00:00:00-04:00"],
+        ),
+        case(
+            "Havana fold at 00:30, fixed once",
+            cron("30 0 * * *"),
+            "America/Havana",
+            "2024-11-02T12:00:00Z",
+            &["2024-11-03T00:30:00-04:00", "2024-11-04T00:30:00-05:00"],
+        ),
+        case(
+            "Havana fold at 00:30, wildcard hour twice",
+            cron("30 * * * *"),
+            "America/Havana",
+            "2024-11-03T03:00:00Z",
+            &[
+                "2024-11-02T23:30:00-04:00",
+                "2024-11-03T00:30:00-04:00",
+                "2024-11-03T00:30:00-05:00",
+                "2024-11-03T01:30:00-05:00",
+            ],
+        ),
+        case(
+            "Apia skipped day, fixed 12:00",
+            cron("0 12 * * *"),
+            "Pacific/Apia",
+            "2011-12-28T12:00:00Z",
+            &[
+                "2011-12-28T12:00:00-10:00",
+                "2011-12-29T12:00:00-10:00",
+                "2011-12-31T00:00:00+14:00",
+                "2011-12-31T12:00:00+14:00",
+            ],
+        ),
+        case(
+            "Apia skipped day, fields on an ISO week walk",
+            Cron::new().week("1-53").hour(12),
+            "Pacific/Apia",
+            "2011-12-29T12:00:00Z",
+            &[
+                "2011-12-29T12:00:00-10:00",
+                "2011-12-31T00:00:00+14:00",
+                "2011-12-31T12:00:00+14:00",
+            ],
+        ),
+        case(
+            "Apia skipped day, every 6 hours skips it",
+            cron("0 */6 * * *"),
+            "Pacific/Apia",
+            "2011-12-29T12:00:00Z",
+            &[
+                "2011-12-29T06:00:00-10:00",
+                "2011-12-29T12:00:00-10:00",
+                "2011-12-29T18:00:00-10:00",
+                "2011-12-31T00:00:00+14:00",
+            ],
+        ),
+        case(
+            "Apia skipped day, calendar interval",
+            CalendarInterval::days(1)
+                .at(12, 0, 0)
+                .start_date(date(2011, 12, 28)),
+            "Pacific/Apia",
+            "2011-12-28T00:00:00Z",
+            &[
+                "2011-12-28T12:00:00-10:00",
+                "2011-12-29T12:00:00-10:00",
+                "2011-12-31T00:00:00+14:00",
+                "2011-12-31T12:00:00+14:00",
+            ],
+        ),
+        case(
+            "Kwajalein skipped day, fixed 12:00",
+            cron("0 12 * * *"),
+            "Pacific/Kwajalein",
+            "1993-08-20T01:00:00Z",
+            &[
+                "1993-08-20T12:00:00-12:00",
+                "1993-08-22T00:00:00+12:00",
+                "1993-08-22T12:00:00+12:00",
+            ],
+        ),
+        case(
+            "Lord Howe 30-minute gap on a restricted weekday",
+            cron("15 2 * * 0"),
+            "Australia/Lord_Howe",
+            "2024-10-05T00:00:00Z",
+            &["2024-10-06T02:30:00+11:00", "2024-10-13T02:15:00+11:00"],
+        ),
+        case(
+            "Auckland gap (September), fixed 02:30",
+            cron("30 2 * * *"),
+            "Pacific/Auckland",
+            "2024-09-28T00:00:00Z",
+            &["2024-09-29T03:00:00+13:00", "2024-09-30T02:30:00+13:00"],
+        ),
+        case(
+            "Tehran gap at midnight, calendar interval at 00:30",
+            CalendarInterval::days(1)
+                .at(0, 30, 0)
+                .start_date(date(2021, 3, 21)),
+            "Asia/Tehran",
+            "2021-03-20T00:00:00Z",
+            &[
+                "2021-03-21T00:30:00+03:30",
+                "2021-03-22T01:00:00+04:30",
+                "2021-03-23T00:30:00+04:30",
+            ],
+        ),
         // ---- calendar intervals ----
         case(
             "month end keeps day 31",
@@ -889,7 +1119,7 @@ fn cases() -> Vec<Case> {
 #[test]
 fn conformance_table() {
     let cases = cases();
-    assert!(cases.len() >= 60, "only {} cases", cases.len());
+    assert!(cases.len() >= 85, "only {} cases", cases.len());
     let mut failures = Vec::new();
     for case in cases {
         let zone = Zone::parse(case.zone).unwrap();
@@ -1320,4 +1550,157 @@ fn extreme_instants_and_spans_never_panic() {
         long.next_fire_time(None, start + period).unwrap(),
         Some(start + period)
     );
+}
+
+/// APScheduler's validate_range: a step larger than the range it steps over is refused, as is
+/// one that does not fit in 32 bits; no accepted step overflows or slows a search.
+#[test]
+fn steps_larger_than_their_range_are_refused() {
+    let now = t("2024-01-01T00:00:00Z");
+    let refused: Vec<(Cron, &str, &str)> = vec![
+        (Cron::new().minute("1/4294967295"), "minute", "1/4294967295"),
+        (Cron::new().minute("*/60"), "minute", "*/60"),
+        (Cron::new().second("0-59/60"), "second", "0-59/60"),
+        (Cron::new().hour("*/24"), "hour", "*/24"),
+        (Cron::new().day("*/31"), "day", "*/31"),
+        (Cron::new().day("4-6/3"), "day", "4-6/3"),
+        (Cron::new().day("30/2"), "day", "30/2"),
+        (Cron::new().month("*/12"), "month", "*/12"),
+        (Cron::new().week("*/53"), "week", "*/53"),
+        (Cron::new().day_of_week("*/7"), "day_of_week", "*/7"),
+        (
+            Cron::new().day_of_week("sat-mon/3"),
+            "day_of_week",
+            "sat-mon/3",
+        ),
+        (
+            Cron::new().year("1970/4294967295").week("1"),
+            "year",
+            "1970/4294967295",
+        ),
+        (Cron::new().year("2024-2030/7"), "year", "2024-2030/7"),
+        (Cron::new().minute("*/4294967296"), "minute", "*/4294967296"),
+    ];
+    for (cron, field, value) in refused {
+        match Trigger::from(cron).prepared(Zone::UTC, now) {
+            Err(Error::InvalidCronField {
+                field: f,
+                value: v,
+                reason,
+            }) => {
+                assert_eq!((f, v.as_str()), (field, value));
+                assert!(reason.contains("step"), "{field}={value}: {reason}");
+            }
+            other => panic!("{field}={value}: {other:?}"),
+        }
+    }
+    let e = Trigger::from(Cron::new().day("4-6/3"))
+        .prepared(Zone::UTC, now)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid cron field 'day': value '4-6/3' has a step of 3, larger than the 2 its range 4-6 \
+         spans (only its first value would match)"
+    );
+    // A step equal to the range's span is accepted (two values), as in APScheduler.
+    let accepted: Vec<(Trigger, &[&str])> = vec![
+        (
+            Cron::new().day("4-6/2").into(),
+            &[
+                "2024-01-04T00:00:00Z",
+                "2024-01-06T00:00:00Z",
+                "2024-02-04T00:00:00Z",
+            ],
+        ),
+        (
+            Cron::new().minute("*/59").into(),
+            &[
+                "2024-01-01T00:00:00Z",
+                "2024-01-01T00:59:00Z",
+                "2024-01-01T01:00:00Z",
+            ],
+        ),
+        (
+            Cron::new().day_of_week("sat-mon/2").hour(9).into(),
+            &[
+                "2024-01-01T09:00:00Z",
+                "2024-01-06T09:00:00Z",
+                "2024-01-08T09:00:00Z",
+            ],
+        ),
+        (
+            Cron::new().day_of_week("7-3").hour(9).into(),
+            &[
+                "2024-01-01T09:00:00Z",
+                "2024-01-02T09:00:00Z",
+                "2024-01-03T09:00:00Z",
+                "2024-01-07T09:00:00Z",
+            ],
+        ),
+        (
+            Cron::new().year("1970-9999/8029").into(),
+            &["9999-01-01T00:00:00Z"],
+        ),
+    ];
+    for (trigger, expect) in accepted {
+        let trigger = trigger.prepared(Zone::UTC, now).unwrap();
+        let mut previous = None;
+        for e in expect {
+            let next = trigger.next_fire_time(previous, now);
+            if e.starts_with("9999") {
+                // Past croner's horizon: accepted, and it says it never fires.
+                assert!(
+                    matches!(next, Err(Error::TriggerNeverFires { .. })),
+                    "{next:?}"
+                );
+                break;
+            }
+            assert_eq!(next.unwrap(), Some(t(e)), "{trigger}");
+            previous = Some(t(e));
+        }
+    }
+}
+
+/// Field sets whose dates are rare or absent: every search answers within milliseconds.
+#[test]
+fn rare_field_sets_are_searched_quickly() {
+    let now = t("2024-01-01T00:00:00Z");
+    let rare: Vec<Cron> = vec![
+        Cron::new().year("1970-9999/8029").week("1"),
+        Cron::new().year("9999").week("53").day_of_week("thu"),
+        Cron::new()
+            .year("4000-4999/7")
+            .week("53")
+            .month("12")
+            .day("31")
+            .day_of_week("thu"),
+        Cron::new()
+            .week("53")
+            .day("31")
+            .month("12")
+            .day_of_week("sun"),
+        Cron::new().week("53").day("last sat,1st mon"),
+        Cron::new().year("2100-5000/100").month(2).day(29).week("9"),
+        Cron::new().year("2025-2027").month(2).day(29).week("9"),
+        Cron::new().day("5th fri").month(2).week("8-9"),
+        Cron::new().week("1").day("last"),
+    ];
+    for cron in rare {
+        let text = format!("{cron:?}");
+        let trigger = Trigger::from(cron).prepared(Zone::UTC, now).unwrap();
+        let mut previous = None;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let next = trigger.next_fire_time(previous, now);
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_millis(50),
+                "{text}: {took:?} for {next:?}"
+            );
+            match next {
+                Ok(Some(next)) => previous = Some(next),
+                _ => break,
+            }
+        }
+    }
 }

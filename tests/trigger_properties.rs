@@ -37,9 +37,15 @@ fn field(min: u32, max: u32, allow_star_step: bool) -> impl Strategy<Value = Fie
     });
     let range = (min..=max, min..=max, 1..4u32).prop_map(|(a, b, c)| {
         let (a, b) = (a.min(b), a.max(b));
+        // A step larger than the range's span is refused (APScheduler's validate_range).
+        let text = if b == a {
+            format!("{a}-{b}")
+        } else {
+            format!("{a}-{b}/{}", c.min(b - a))
+        };
         Field {
-            text: format!("{a}-{b}/{c}"),
-            values: (a..=b).step_by(c as usize).collect(),
+            text,
+            values: (a..=b).step_by(c.min((b - a).max(1)) as usize).collect(),
             star: false,
         }
     });

@@ -7,18 +7,18 @@
 //! croner finds the time of day, so daylight saving rules live in one place: croner.
 
 mod fields;
+mod search;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, TimeZone, Timelike, Utc};
-use croner::errors::CronError;
+use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Timelike, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Serialize};
 
-use self::fields::{croner_weekday, FieldName, FieldSet};
+use self::fields::{FieldName, FieldSet};
+use self::search::{floor_to_second, Compiled, HORIZON};
 use super::bounds::{Bounds, Jitter};
-use crate::zone::resolve_wall_time;
 use crate::{Error, IntoZone, Result, Zone};
 
 /// Fires at wall-clock times that match cron fields (APScheduler's `cron` trigger).
@@ -133,20 +133,6 @@ impl Fields {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Compiled {
-    /// Croner evaluates the whole pattern.
-    Croner(croner::Cron),
-    /// The date fields are walked here; croner finds the time of day on each matching date.
-    Engine {
-        fields: Box<FieldSet>,
-        time_of_day: croner::Cron,
-    },
-    /// No calendar date can ever match: found once at compile time, so that a search never
-    /// has to run to the end of croner's range to find out.
-    Never(String),
-}
-
 /// A value that can be given to one of [`Cron`]'s field setters: an expression (`&str`,
 /// `String`) or a plain number (`Cron::new().hour(6)`).
 pub trait CronValue {
@@ -197,14 +183,6 @@ impl Default for Cron {
         Cron::new()
     }
 }
-
-/// How many calendar dates the engine examines (in allowed years and months) before it
-/// declares that a field set never fires.
-const MAX_DATES_EXAMINED: u32 = 400_000;
-
-/// How many dates the engine tries for a time of day before giving up (a date whose time
-/// fields have no real instant left, e.g. all in a gap, moves on to the next).
-const MAX_DATES_TRIED: u32 = 1_000;
 
 macro_rules! field_setter {
     ($(#[$doc:meta])* $name:ident) => {
@@ -354,6 +332,14 @@ impl Cron {
 
     fn compile(&self) -> Result<Compiled> {
         if let Some(expression) = &self.expression {
+            if !self.fields.is_empty() {
+                return Err(Error::InvalidCronField {
+                    field: "expression",
+                    value: expression.clone(),
+                    reason: "is given together with fields: a cron trigger takes one or the other"
+                        .into(),
+                });
+            }
             // Vixie cron semantics: day of month OR day of week unless the pattern says `+`.
             let parser = CronParser::builder()
                 .seconds(Seconds::Optional)
@@ -366,7 +352,7 @@ impl Cron {
                     value: expression.clone(),
                     reason,
                 })?;
-            return Ok(never_or(cron));
+            return Ok(Compiled::croner(cron, None));
         }
         let exprs = self.fields.defaulted();
         let fields = FieldSet::parse(exprs)?;
@@ -382,20 +368,12 @@ impl Cron {
         };
         if let Some(pattern) = fields.to_croner() {
             let cron = parse_catching(&parser, &pattern).map_err(|r| internal(r, &pattern))?;
-            return Ok(never_or(cron));
+            return Ok(Compiled::croner(cron, Some(fields.max_year())));
         }
         let pattern = fields.time_of_day_pattern();
         let time_of_day = parse_catching(&CronParser::builder().build(), &pattern)
             .map_err(|r| internal(r, &pattern))?;
-        if !sample_dates().any(|d| fields.date_ok(d)) {
-            return Ok(Compiled::Never(
-                "no calendar date matches its day fields".into(),
-            ));
-        }
-        Ok(Compiled::Engine {
-            fields: Box::new(fields),
-            time_of_day,
-        })
+        Ok(Compiled::engine(fields, time_of_day))
     }
 
     pub(crate) fn next_fire_time(
@@ -429,38 +407,41 @@ impl Cron {
             return Ok(None);
         }
         let zone = self.bounds.timezone.unwrap_or_default();
-        let next = match compiled {
-            Compiled::Croner(cron) => croner_next(cron, zone, at),
-            Compiled::Engine {
-                fields,
-                time_of_day,
-            } => engine_next(fields, time_of_day, zone, at),
-            Compiled::Never(reason) => Err(reason.clone()),
+        if let Compiled::Never(reason) = compiled {
+            return Err(self.never_fires(reason.clone()));
+        }
+        if let Some(next) = compiled.next(zone, at) {
+            return Ok(Some(next).filter(|n| !self.bounds.past_end(*n)));
+        }
+        // No time is left before croner's horizon. An end bound, or a year field whose last
+        // year has come, makes that an ordinary finish.
+        let last_year = compiled.last_year();
+        let year = u32::try_from(at.with_timezone(&zone).year()).unwrap_or(0);
+        if self.bounds.end.is_some() || year >= last_year {
+            return Ok(None);
+        }
+        let reason = if last_year > fields::CRONER_MAX_YEAR {
+            format!(
+                "its years run to {last_year}, but fire times are only found up to {HORIZON} \
+                 (croner's search horizon)"
+            )
+        } else {
+            format!("no matching time before the search horizon ({HORIZON})")
         };
-        match next {
-            Ok(next) => Ok(Some(next).filter(|n| !self.bounds.past_end(*n))),
-            // The pattern has no time left before the search limit; an end bound, or a year
-            // field whose last year has come, makes that an ordinary finish.
-            Err(_) if !matches!(compiled, Compiled::Never(_)) && self.bounds.end.is_some() => {
-                Ok(None)
-            }
-            Err(_)
-                if !matches!(compiled, Compiled::Never(_))
-                    && at.with_timezone(&zone).year() >= last_year(compiled) =>
-            {
-                Ok(None)
-            }
-            Err(reason) => Err(Error::TriggerNeverFires {
-                trigger: self.describe(),
-                reason,
-            }),
+        Err(self.never_fires(reason))
+    }
+
+    fn never_fires(&self, reason: String) -> Error {
+        Error::TriggerNeverFires {
+            trigger: self.describe(),
+            reason,
         }
     }
 
     /// English: croner's description where croner evaluates the pattern, the fields otherwise.
     pub(crate) fn describe(&self) -> String {
         let text = match (self.compiled(), &self.expression) {
-            (Ok(Compiled::Croner(cron)), _) => cron.describe(),
+            (Ok(Compiled::Croner { cron, .. }), _) => cron.describe(),
             (_, Some(expression)) => format!("cron '{expression}'"),
             (_, None) => {
                 let parts: Vec<String> = FieldName::ALL
@@ -490,49 +471,6 @@ fn parse_catching(parser: &CronParser, pattern: &str) -> std::result::Result<cro
     }
 }
 
-/// Dates covering every combination of leap year and weekday of January 1 (a 28-year cycle),
-/// enough to tell whether any day of any month can match.
-fn sample_dates() -> impl Iterator<Item = NaiveDate> {
-    let first = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default();
-    first.iter_days().take_while(|d| d.year() < 2028)
-}
-
-fn never_or(cron: croner::Cron) -> Compiled {
-    let p = &cron.pattern;
-    let possible = sample_dates().any(|d| {
-        p.month_match(d.month()).unwrap_or(false)
-            && p.day_match(d.year(), d.month(), d.day(), croner_weekday(d))
-                .unwrap_or(false)
-    });
-    if possible {
-        Compiled::Croner(cron)
-    } else {
-        Compiled::Never("no calendar date matches its day and month fields".into())
-    }
-}
-
-/// The last year the pattern allows (croner's limit when the year is not restricted).
-fn last_year(compiled: &Compiled) -> i32 {
-    let last = match compiled {
-        Compiled::Croner(cron) => (1..=fields::CRONER_MAX_YEAR)
-            .rev()
-            .find(|y| {
-                i32::try_from(*y)
-                    .ok()
-                    .and_then(|y| cron.pattern.year_match(y).ok())
-                    .unwrap_or(false)
-            })
-            .unwrap_or(0),
-        Compiled::Engine { fields, .. } => fields.max_year().min(fields::CRONER_MAX_YEAR),
-        Compiled::Never(_) => fields::CRONER_MAX_YEAR,
-    };
-    i32::try_from(last).unwrap_or(i32::MAX)
-}
-
-fn floor_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.with_nanosecond(0).unwrap_or(t)
-}
-
 /// `None` past the end of chrono's range.
 fn ceil_to_second(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if t.nanosecond() == 0 {
@@ -540,99 +478,6 @@ fn ceil_to_second(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     } else {
         floor_to_second(t).checked_add_signed(TimeDelta::seconds(1))
     }
-}
-
-fn describe_cron_error(e: &CronError) -> String {
-    match e {
-        CronError::TimeSearchLimitExceeded => {
-            "no matching time before the search limit (year 4999)".into()
-        }
-        other => other.to_string(),
-    }
-}
-
-/// Croner's next match at or after `at`, read in `zone`. Croner is called with chrono's and
-/// chrono-tz's own types, which keeps the zone lookups as cheap as croner's own.
-fn croner_next(
-    cron: &croner::Cron,
-    zone: Zone,
-    at: DateTime<Utc>,
-) -> std::result::Result<DateTime<Utc>, String> {
-    let found = match zone {
-        // chrono's own UTC needs no zone lookups at all.
-        Zone::Named(chrono_tz::UTC | chrono_tz::Tz::Etc__UTC) => {
-            cron.find_next_occurrence(&at, true)
-        }
-        Zone::Named(tz) => cron
-            .find_next_occurrence(&at.with_timezone(&tz), true)
-            .map(|t| t.with_timezone(&Utc)),
-        Zone::Fixed(offset) => cron
-            .find_next_occurrence(&at.with_timezone(&offset), true)
-            .map(|t| t.with_timezone(&Utc)),
-    };
-    found.map_err(|e| describe_cron_error(&e))
-}
-
-/// The first date at or after `date` that passes every date field, or `None` when there is
-/// none within the search bound.
-fn next_date(fields: &FieldSet, mut date: NaiveDate) -> Option<NaiveDate> {
-    let mut examined = 0;
-    while examined < MAX_DATES_EXAMINED {
-        let year = u32::try_from(date.year()).ok()?;
-        let allowed = fields.next_year(year)?;
-        if allowed != year {
-            date = NaiveDate::from_ymd_opt(i32::try_from(allowed).ok()?, 1, 1)?;
-            continue;
-        }
-        if fields.months & (1 << date.month()) == 0 {
-            date = first_of_next_month(date)?;
-            continue;
-        }
-        examined += 1;
-        if fields.date_ok(date) {
-            return Some(date);
-        }
-        date = date.succ_opt()?;
-    }
-    None
-}
-
-fn first_of_next_month(date: NaiveDate) -> Option<NaiveDate> {
-    if date.month() == 12 {
-        NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
-    }
-}
-
-/// The engine: walk matching dates in the zone's calendar, and ask croner for the first
-/// matching time of day on each, so gaps and repeated hours follow croner's rules.
-fn engine_next(
-    fields: &FieldSet,
-    time_of_day: &croner::Cron,
-    zone: Zone,
-    at: DateTime<Utc>,
-) -> std::result::Result<DateTime<Utc>, String> {
-    let never = || "no date matches its day fields before the search limit".to_string();
-    let start_day = at.with_timezone(&zone).date_naive();
-    let mut day = start_day;
-    for _ in 0..MAX_DATES_TRIED {
-        day = next_date(fields, day).ok_or_else(never)?;
-        if day.year() as u32 > fields.max_year() {
-            return Err(never());
-        }
-        let from = if day == start_day {
-            at
-        } else {
-            resolve_wall_time(zone, day.and_time(NaiveTime::MIN)).ok_or_else(never)?
-        };
-        let found = croner_next(time_of_day, zone, from)?;
-        if found.with_timezone(&zone).date_naive() == day {
-            return Ok(found);
-        }
-        day = day.succ_opt().ok_or_else(never)?;
-    }
-    Err(never())
 }
 
 #[cfg(test)]
