@@ -1704,3 +1704,151 @@ fn rare_field_sets_are_searched_quickly() {
         }
     }
 }
+
+/// Croner matches years up to 5000 and finds nothing after 5000-01-01 (its search stops when a
+/// date would move past a day of year 5000): a crontab year past 5000 is refused, naming the
+/// limit; the field API accepts years to 9999 as APScheduler and says they never fire.
+#[test]
+fn years_past_croners_limit() {
+    let now = t("4999-06-01T00:00:00Z");
+    match Cron::parse("0 0 0 1 1 * 9999") {
+        Err(Error::InvalidCronField {
+            field: "expression",
+            value,
+            reason,
+        }) => {
+            assert_eq!(value, "0 0 0 1 1 * 9999");
+            assert!(reason.contains("has the year 9999"), "{reason}");
+            assert!(reason.contains("at most 5000"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let last: Trigger = cron("0 30 23 1 1 * 5000");
+    assert_eq!(
+        last.next_fire_time(None, now).unwrap(),
+        Some(t("5000-01-01T23:30:00Z"))
+    );
+    assert_eq!(
+        last.next_fire_time(Some(t("5000-01-01T23:30:00Z")), now)
+            .unwrap(),
+        None
+    );
+    // The last instant found: the end of 5000-01-01 on the wall clock, whatever the pattern.
+    let every_second: Trigger = cron("* * * * * *");
+    assert_eq!(
+        every_second
+            .next_fire_time(None, t("5000-01-01T23:59:59Z"))
+            .unwrap(),
+        Some(t("5000-01-01T23:59:59Z"))
+    );
+    assert_eq!(
+        every_second
+            .next_fire_time(Some(t("5000-01-01T23:59:59Z")), now)
+            .unwrap(),
+        None
+    );
+    let daily: Trigger = cron("0 12 * * *");
+    assert_eq!(
+        daily
+            .next_fire_time(None, t("5000-01-01T13:00:00Z"))
+            .unwrap(),
+        None
+    );
+    let fields: Trigger = Cron::new().year(5000).month(1).day(1).hour(12).into();
+    assert_eq!(
+        fields.next_fire_time(None, now).unwrap(),
+        Some(t("5000-01-01T12:00:00Z"))
+    );
+    for far in [
+        Cron::new().year(9999),
+        Cron::new().year("6000-9999").week(10),
+    ] {
+        let far = Trigger::from(far).prepared(Zone::UTC, now).unwrap();
+        match far.next_fire_time(None, now) {
+            Err(Error::TriggerNeverFires { reason, .. }) => {
+                assert!(reason.contains("5000-01-01"), "{reason}")
+            }
+            other => panic!("{far}: {other:?}"),
+        }
+    }
+}
+
+/// Day-of-week ranges wrap in crontab strings as in the field API (croner refuses them).
+#[test]
+fn crontab_weekday_ranges_wrap() {
+    let now = t("2024-05-01T00:00:00Z"); // a Wednesday
+    let sat_to_mon = [
+        "2024-05-04T12:00:00Z",
+        "2024-05-05T12:00:00Z",
+        "2024-05-06T12:00:00Z",
+        "2024-05-11T12:00:00Z",
+    ];
+    for expr in [
+        "0 12 * * sat-mon",
+        "0 12 * * 6-1",
+        "0 12 * * SAT-MON",
+        "0 0 12 * * 6-1 *",
+    ] {
+        let trigger = cron(expr);
+        let mut previous = None;
+        for expected in sat_to_mon {
+            let next = trigger.next_fire_time(previous, now).unwrap();
+            assert_eq!(next, Some(t(expected)), "{expr}");
+            previous = next;
+        }
+        assert_eq!(Cron::parse(expr).unwrap().expression(), Some(expr));
+    }
+    // With a step, beside `#` items, and with Sunday as 7.
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "0 12 * * fri-mon/2",
+            &[
+                "2024-05-03T12:00:00Z",
+                "2024-05-05T12:00:00Z",
+                "2024-05-10T12:00:00Z",
+            ],
+        ),
+        (
+            "0 12 * * sat-sun,3#1",
+            &[
+                "2024-05-01T12:00:00Z",
+                "2024-05-04T12:00:00Z",
+                "2024-05-05T12:00:00Z",
+            ],
+        ),
+        (
+            "0 12 * * 7-1",
+            &[
+                "2024-05-05T12:00:00Z",
+                "2024-05-06T12:00:00Z",
+                "2024-05-12T12:00:00Z",
+            ],
+        ),
+    ];
+    for (expr, expect) in cases {
+        let trigger = cron(expr);
+        let mut previous = None;
+        for expected in expect {
+            let next = trigger.next_fire_time(previous, now).unwrap();
+            assert_eq!(next, Some(t(expected)), "{expr}");
+            previous = next;
+        }
+    }
+    for bad in [
+        "0 12 * * 8-1",
+        "0 12 * * sat-",
+        "0 12 * * sat-mon/0",
+        "0 12 * * sat-xyz",
+    ] {
+        assert!(
+            matches!(
+                Cron::parse(bad),
+                Err(Error::InvalidCronField {
+                    field: "expression",
+                    ..
+                })
+            ),
+            "{bad}"
+        );
+    }
+}

@@ -6,6 +6,7 @@
 //! ISO week, weekday positions mixed with other day rules) is searched here, and even then
 //! croner finds the time of day, so daylight saving rules live in one place: croner.
 
+mod crontab;
 mod fields;
 mod search;
 
@@ -346,12 +347,13 @@ impl Cron {
                 .year(Year::Optional)
                 .dom_and_dow(false)
                 .build();
-            let cron =
-                parse_catching(&parser, expression).map_err(|reason| Error::InvalidCronField {
-                    field: "expression",
-                    value: expression.clone(),
-                    reason,
-                })?;
+            let refused = |reason| Error::InvalidCronField {
+                field: "expression",
+                value: expression.clone(),
+                reason,
+            };
+            let pattern = crontab::prepare(expression).map_err(refused)?;
+            let cron = parse_catching(&parser, &pattern).map_err(refused)?;
             return Ok(Compiled::croner(cron, None));
         }
         let exprs = self.fields.defaulted();
@@ -429,6 +431,28 @@ impl Cron {
             format!("no matching time before the search horizon ({HORIZON})")
         };
         Err(self.never_fires(reason))
+    }
+
+    /// Why [`Cron::first_at_or_after`] found no fire time from `now`: the year field ran out,
+    /// or the end bound came.
+    pub(crate) fn finished_reason(&self, now: DateTime<Utc>) -> String {
+        let zone = self.bounds.timezone.unwrap_or_default();
+        let at = self.bounds.not_before_start(now);
+        if let Ok(compiled) = self.compiled() {
+            let last = compiled.last_year();
+            let year = u32::try_from(at.with_timezone(&zone).year()).unwrap_or(0);
+            if year > last {
+                return format!("its year field has no year left: the last it allows is {last}");
+            }
+            if year == last && self.bounds.end.is_none_or(|end| end >= at) {
+                return format!(
+                    "its year field has no year left: {last}, the last it allows, has no match \
+                     after {}",
+                    at.to_rfc3339()
+                );
+            }
+        }
+        self.bounds.end_reason(now)
     }
 
     fn never_fires(&self, reason: String) -> Error {
