@@ -69,7 +69,7 @@ use crate::{Error, IntoZone, Result, Zone};
 /// );
 /// # Ok::<(), apsched::Error>(())
 /// ```
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Cron {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expression: Option<String>,
@@ -176,6 +176,46 @@ impl PartialEq for Cron {
         self.expression == other.expression
             && self.fields == other.fields
             && self.bounds == other.bounds
+    }
+}
+
+/// What the user gave, in a line: the expression or the fields, and the bounds that are set
+/// (not croner's compiled tables, which run to kilobytes).
+impl std::fmt::Debug for Cron {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Given<'a>(&'a Fields);
+        impl std::fmt::Debug for Given<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let given = FieldName::ALL.iter().zip(self.0.given());
+                f.debug_map()
+                    .entries(given.filter_map(|(name, expr)| Some((name.name(), expr?))))
+                    .finish()
+            }
+        }
+        let mut d = f.debug_struct("Cron");
+        match &self.expression {
+            Some(expression) => d.field("expression", expression),
+            None => d.field("fields", &Given(&self.fields)),
+        };
+        let Bounds {
+            start,
+            end,
+            timezone,
+            jitter,
+        } = &self.bounds;
+        if let Some(start) = start {
+            d.field("start", start);
+        }
+        if let Some(end) = end {
+            d.field("end", end);
+        }
+        if let Some(zone) = timezone {
+            d.field("timezone", &format_args!("{zone}"));
+        }
+        if let Some(jitter) = jitter.span() {
+            d.field("jitter", &jitter);
+        }
+        d.finish()
     }
 }
 
@@ -556,6 +596,29 @@ mod tests {
             c.next_fire_time(None, utc(2024, 1, 1, 0, 0, 0)).unwrap(),
             Some(utc(2024, 4, 8, 9, 0, 0))
         );
+    }
+
+    #[test]
+    fn debug_shows_what_was_given() {
+        let parsed = Cron::parse("0 12 * * *")
+            .unwrap()
+            .timezone(Zone::UTC)
+            .jitter(Duration::from_secs(2));
+        assert_eq!(
+            format!("{parsed:?}"),
+            r#"Cron { expression: "0 12 * * *", timezone: UTC, jitter: 2s }"#
+        );
+        let fields = Cron::new()
+            .day("last fri")
+            .hour(6)
+            .end(utc(2030, 1, 1, 0, 0, 0));
+        let _ = fields.compiled();
+        assert_eq!(
+            format!("{fields:?}"),
+            r#"Cron { fields: {"day": "last fri", "hour": "6"}, end: 2030-01-01T00:00:00Z }"#
+        );
+        let trigger = crate::trigger::Trigger::from(parsed);
+        assert!(format!("{trigger:?}").len() < 100, "{trigger:?}");
     }
 
     #[test]
