@@ -1852,3 +1852,158 @@ fn crontab_weekday_ranges_wrap() {
         );
     }
 }
+
+/// Hostile crontab strings and field values: each is refused with a typed error or answered
+/// within milliseconds, and none panics.
+#[test]
+fn hostile_input_is_refused_or_answered_quickly() {
+    let now = t("2024-03-31T00:30:00Z");
+    let berlin = Zone::parse("Europe/Berlin").unwrap();
+    let crontabs = [
+        "*/4294967296 * * * *",
+        "*/4294967295 * * * *",
+        "0-59/4294967295 * * * *",
+        "0 0 31 2 * 4999",
+        "0 0 29 2 * 2100-4900/100",
+        "0 0 29 2 1#5 2100-5000",
+        "59 59 23 31 12 5#5 5000",
+        "0 0 L-3 * *",
+        "0 0 LW * *",
+        "0 0 32W * *",
+        "0 0 ? ? ?",
+        "@reboot",
+        "@every 5s",
+        "* * * * * * * * *",
+        "- - - - -",
+        ", , , , ,",
+        "0 0 * * sat-sat",
+        "0 0 * * 7-0",
+        "0 0 * * 1-7/3",
+        "0 0 * * sun-sat/7",
+        "0 0 0 1 1 * 0",
+        "0 0 0 1 1 * 1-5000/4999",
+        "0 0 1 1 * +mon",
+        "\u{0}\u{1} * * * *",
+        "٣ * * * *",
+    ];
+    for expr in crontabs {
+        let started = Instant::now();
+        match Cron::parse(expr) {
+            Err(Error::InvalidCronField { field, value, .. }) => {
+                assert_eq!((field, value.as_str()), ("expression", expr));
+            }
+            Err(other) => panic!("{expr:?}: {other:?}"),
+            Ok(cron) => {
+                let trigger = Trigger::from(cron).prepared(berlin, now).unwrap();
+                let mut previous = None;
+                for _ in 0..3 {
+                    match trigger.next_fire_time(previous, now) {
+                        Ok(Some(next)) => {
+                            assert!(previous.is_none_or(|p| next > p), "{expr:?}");
+                            previous = Some(next);
+                        }
+                        Ok(None) | Err(Error::TriggerNeverFires { .. }) => break,
+                        Err(other) => panic!("{expr:?}: {other:?}"),
+                    }
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "{expr:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    let long_list = vec!["1970-9999"; 2000].join(",");
+    let fields = [
+        Cron::new().year(long_list.as_str()),
+        Cron::new().hour("1,".repeat(10_000).as_str()),
+        Cron::new().day(" , "),
+        Cron::new().day("1st"),
+        Cron::new().day("last  fri"),
+        Cron::new().day("-1"),
+        Cron::new().minute("1-"),
+        Cron::new().minute("/5"),
+        Cron::new().minute("5/"),
+        Cron::new().minute("*/-5"),
+        Cron::new().minute("*/+5"),
+        Cron::new().minute("٣"),
+        Cron::new().week("53").year("2026"),
+    ];
+    for cron in fields {
+        let text = format!("{cron:?}");
+        let started = Instant::now();
+        match Trigger::from(cron).prepared(berlin, now) {
+            Ok(trigger) => match trigger.next_fire_time(None, now) {
+                Ok(_) | Err(Error::TriggerNeverFires { .. }) => {}
+                Err(other) => panic!("{text}: {other:?}"),
+            },
+            Err(Error::InvalidCronField { .. }) => {}
+            Err(other) => panic!("{text}: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{text:.80} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Triggers read from JSON with values out of range, or contradicting each other: a typed
+/// error at prepare and on every search, never a panic or a run in a loop.
+#[test]
+fn json_with_values_out_of_range_is_refused() {
+    let now = t("2024-01-01T00:00:00Z");
+    let cases = [
+        (r#"{"type":"calendar_interval","days":1,"hour":99}"#, "hour"),
+        (
+            r#"{"type":"calendar_interval","years":4294967295}"#,
+            "interval",
+        ),
+        (r#"{"type":"calendar_interval"}"#, "interval"),
+        (r#"{"type":"cron","fields":{"hour":"99"}}"#, "hour"),
+        (r#"{"type":"cron","fields":{"day":"*/31"}}"#, "day"),
+        (
+            r#"{"type":"cron","expression":"0 0 * * *","fields":{"hour":"1"}}"#,
+            "expression",
+        ),
+        (
+            r#"{"type":"cron","expression":"0 0 * * *","start":"2024-02-01T00:00:00Z","end":"2024-01-01T00:00:00Z"}"#,
+            "end_date",
+        ),
+        (
+            r#"{"type":"interval","period":0.0005,"start":"2024-01-01T00:00:00Z"}"#,
+            "interval",
+        ),
+    ];
+    for (json, field) in cases {
+        let raw: Trigger = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let field_of = |e: Error| match e {
+            Error::InvalidCronField { field, .. } | Error::InvalidTrigger { field, .. } => field,
+            other => panic!("{json}: {other:?}"),
+        };
+        assert_eq!(
+            field_of(raw.clone().prepared(Zone::UTC, now).unwrap_err()),
+            field,
+            "{json}"
+        );
+        if field != "end_date" {
+            assert_eq!(
+                field_of(raw.next_fire_time(None, now).unwrap_err()),
+                field,
+                "{json}"
+            );
+        }
+    }
+    for json in [
+        r#"{"type":"interval","period":-1.0}"#,
+        r#"{"type":"interval","period":1e300}"#,
+        r#"{"type":"interval","period":1e12}"#,
+        r#"{"type":"cron","expression":"0 0 * * *","jitter":-3.0}"#,
+        r#"{"type":"cron","expression":"0 0 * * *","jitter":1e12}"#,
+        r#"{"type":"cron","expression":"0 0 * * *","timezone":"Mars/Olympus_Mons"}"#,
+        r#"{"type":"date","run_date":"2024-13-01T00:00:00Z"}"#,
+    ] {
+        assert!(serde_json::from_str::<Trigger>(json).is_err(), "{json}");
+    }
+}
