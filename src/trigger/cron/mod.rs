@@ -2,9 +2,11 @@
 //!
 //! This module owns both ways of writing a cron schedule: crontab strings ([`Cron::parse`]),
 //! read by croner, and APScheduler's eight fields ([`Cron::new`] and its setters), translated
-//! into a croner pattern whenever croner can express them. Only what croner cannot express (an
-//! ISO week, weekday positions mixed with other day rules) is searched here, and even then
-//! croner finds the time of day, so daylight saving rules live in one place: croner.
+//! into a croner pattern whenever croner can express them. Croner matches the fields; how a
+//! matching wall time becomes an instant (daylight saving gaps and repeated hours) is
+//! `search`'s, with the zone's one rule for fixed times (`zone::resolve_wall_time`). Only what
+//! croner cannot express (an ISO week, weekday positions mixed with other day rules) walks dates
+//! here, and croner still matches the time of day on each.
 
 mod crontab;
 mod fields;
@@ -29,13 +31,17 @@ use crate::{Error, IntoZone, Result, Zone};
 /// - **A crontab string**, [`Cron::parse`]: 5 fields (`minute hour day month day_of_week`), 6
 ///   (seconds first) or 7 (year last); `*`, `a-b`, `*/c`, `a-b/c`, lists, names (`jan`, `mon`),
 ///   `L` (last day of month, or `5L` last Friday), `W` (nearest weekday), `#` (`1#2` second
-///   Monday), `?`, and `@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`. When both day of
+///   Monday), `?`, and `@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`; a year is at most
+///   5000 (croner's limit). When both day of
 ///   month and day of week are restricted, **either** may match (Vixie cron); start the day of
 ///   week with `+` (`0 0 1-7 * +mon`) to require both.
-/// - **APScheduler's fields**, [`Cron::new`] and one setter per field: `year` (1970-9999),
+/// - **APScheduler's fields**, [`Cron::new`] and one setter per field: `year` (1970-9999;
+///   fire times are found up to 5000-01-01),
 ///   `month`, `day`, `week` (ISO 1-53), `day_of_week`, `hour`, `minute`, `second`. Each takes
 ///   `*`, `*/c`, `a`, `a-b`, `a-b/c`, `a/c`, comma lists and names; `day` also takes `1st`-`5th`
-///   and `last` before a weekday name (`"4th wed"`, `"last fri"`) and `last` alone. Fields more
+///   and `last` before a weekday name (`"4th wed"`, `"last fri"`) and `last` alone. A step
+///   larger than the range it steps over (`"*/31"` or `"4-6/3"` for `day`) is refused, as in
+///   APScheduler. Fields more
 ///   significant than the least significant one given default to `*`, the others to their
 ///   minimum (so `Cron::new().hour("6").minute("30")` fires daily at 06:30:00, and a `Cron::new()`
 ///   with no field at all fires on January 1 at midnight, as in APScheduler). When `day` and
@@ -46,7 +52,8 @@ use crate::{Error, IntoZone, Result, Zone};
 ///
 /// Fields are read on the wall clock of the trigger's zone: a fixed time of day (single hour,
 /// minute and second) that falls in a daylight saving gap fires at the first instant after the
-/// gap, and one that happens twice fires once, at its first occurrence; a pattern with a
+/// gap, on the date it was meant for (also when the gap crosses midnight or skips the whole
+/// day), and one that happens twice fires once, at its first occurrence; a pattern with a
 /// wildcard, range or list in its time fields fires at every real matching instant.
 ///
 /// ```
@@ -288,7 +295,10 @@ impl Cron {
     }
 
     field_setter!(
-        /// The year field: 1970-9999 (fire times are found up to year 4999, croner's limit).
+        /// The year field: 1970-9999, as APScheduler. Fire times are found up to 5000-01-01 on
+        /// the trigger's wall clock (the last date croner's search reaches): a trigger whose
+        /// years all lie later is accepted and reports [`Error::TriggerNeverFires`] when asked.
+        /// (A crontab string refuses years past 5000.)
         year
     );
     field_setter!(
