@@ -36,6 +36,15 @@ fn triggers(c: &mut Criterion) {
         b.iter(|| cron_berlin.next_fire_time(black_box(Some(now)), now))
     });
 
+    // A fixed time of day in a zone with daylight saving: matched on naive wall times and
+    // resolved by the zone's rule (gaps across midnight, skipped days).
+    let fixed_berlin = Trigger::from(Cron::parse("30 6 * * mon-fri").unwrap())
+        .prepared(berlin, now)
+        .unwrap();
+    c.bench_function("cron crontab fixed time Berlin", |b| {
+        b.iter(|| fixed_berlin.next_fire_time(black_box(Some(now)), now))
+    });
+
     let fields = Trigger::from(
         Cron::new()
             .day_of_week("mon-fri")

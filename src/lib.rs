@@ -94,6 +94,7 @@ pub mod trigger;
 pub mod web;
 mod zone;
 
+pub use chrono_tz as tz;
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{Error, Result};
 pub use event::{Event, EventMask, EventStream};
@@ -103,4 +104,4 @@ pub use job::{
 pub use registry::TaskRegistry;
 pub use scheduler::{AbandonedRun, AddJob, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState};
 pub use sync::{BackgroundScheduler, BlockingScheduler};
-pub use zone::{Zone, ZoneOffset};
+pub use zone::{IntoZone, Zone, ZoneOffset};

@@ -52,8 +52,3 @@ pub(crate) mod nanos_as_seconds {
         u64::try_from(span.as_nanos()).map_err(serde::de::Error::custom)
     }
 }
-
-/// For `skip_serializing_if`.
-pub(crate) fn is_zero(n: &u64) -> bool {
-    *n == 0
-}

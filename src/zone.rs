@@ -1,12 +1,17 @@
 //! Time zones: an IANA zone from chrono-tz or a fixed UTC offset, as one `chrono::TimeZone`.
 //!
 //! Triggers and the scheduler's default take a [`Zone`]. Rules come from chrono-tz; this module
-//! only joins the two kinds so that a `DateTime<Zone>` can carry either.
+//! joins the two kinds so that a `DateTime<Zone>` can carry either, and owns the one rule that
+//! turns a wall-clock time into an instant (`resolve_wall_time`), which cron and calendar
+//! triggers share.
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{FixedOffset, MappedLocalTime, NaiveDate, NaiveDateTime, Offset, TimeZone};
+use chrono::{
+    DateTime, FixedOffset, MappedLocalTime, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone,
+    Utc,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{Error, Result};
@@ -92,6 +97,53 @@ impl From<chrono::Utc> for Zone {
         Zone::UTC
     }
 }
+
+/// What a trigger's `timezone(..)` setter takes: a [`Zone`], a chrono-tz zone
+/// (`apsched::tz::Asia::Shanghai`; `apsched::tz` is chrono-tz), a [`FixedOffset`] or
+/// [`chrono::Utc`].
+///
+/// A name is not a zone until it is parsed, so a string does not compile here: parse it with
+/// [`Zone::parse`] (and handle the error where the name comes from), or name the zone statically.
+///
+/// ```
+/// use apsched::trigger::Cron;
+/// use apsched::Zone;
+///
+/// // Named statically: a typo does not compile.
+/// let shanghai = Cron::parse("30 6 * * *")?.timezone(apsched::tz::Asia::Shanghai);
+/// // From configuration: an unknown name is an error that names it.
+/// let name = "Asia/Shanghai";
+/// let configured = Cron::parse("30 6 * * *")?.timezone(Zone::parse(name)?);
+/// assert_eq!(shanghai, configured);
+/// assert!(Zone::parse("Asia/Shanghia").is_err());
+/// # Ok::<(), apsched::Error>(())
+/// ```
+///
+/// ```compile_fail
+/// // error: a time zone name must be parsed: `Zone::parse("Asia/Shanghai")?`, ...
+/// let cron = apsched::trigger::Cron::parse("30 6 * * *").unwrap().timezone("Asia/Shanghai");
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a time zone",
+    label = "a time zone name must be parsed: `Zone::parse(\"Asia/Shanghai\")?`, or named statically: `apsched::tz::Asia::Shanghai`"
+)]
+pub trait IntoZone {
+    /// The zone.
+    fn into_zone(self) -> Zone;
+}
+
+// One impl per zone type rather than a blanket `impl<T: Into<Zone>>`: with a blanket impl, rustc
+// reports the failed `Zone: From<&str>` bound and never shows the message above.
+macro_rules! into_zone {
+    ($($t:ty),*) => {$(
+        impl IntoZone for $t {
+            fn into_zone(self) -> Zone {
+                self.into()
+            }
+        }
+    )*};
+}
+into_zone!(Zone, chrono_tz::Tz, FixedOffset, chrono::Utc);
 
 impl FromStr for Zone {
     type Err = Error;
@@ -191,6 +243,60 @@ impl TimeZone for Zone {
     }
 }
 
+/// The instant a wall-clock time names in `zone`: the earlier of the two when the clock shows
+/// it twice (fall back), the first instant after the gap when it never shows it (spring
+/// forward). `None` only past the range chrono can represent.
+pub(crate) fn resolve_wall_time(zone: Zone, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match zone.from_local_datetime(&local) {
+        MappedLocalTime::Single(t) => Some(t.with_timezone(&Utc)),
+        MappedLocalTime::Ambiguous(a, b) => Some(a.min(b).with_timezone(&Utc)),
+        MappedLocalTime::None => {
+            // In a gap the transition instant T lies in (local - after, local - before]: find
+            // it by bisection on the offset, which changes once there.
+            let offset_at =
+                |utc: NaiveDateTime| zone.offset_from_utc_datetime(&utc).fix().local_minus_utc();
+            let day = TimeDelta::days(1);
+            let before = offset_at(local.checked_sub_signed(day)?);
+            let after = offset_at(local.checked_add_signed(day)?);
+            let mut lo = local.checked_sub_signed(TimeDelta::seconds(i64::from(after)))?;
+            let mut hi = local.checked_sub_signed(TimeDelta::seconds(i64::from(before)))?;
+            if hi <= lo {
+                // Not a simple gap (two transitions within a day): the old offset's reading.
+                return Some(hi.and_utc());
+            }
+            while hi - lo > TimeDelta::seconds(1) {
+                let mid = lo + (hi - lo) / 2;
+                if offset_at(mid) == before {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            Some(hi.and_utc())
+        }
+    }
+}
+
+/// The earliest wall-clock time that [`resolve_wall_time`] turns into `at` or later: `at`'s
+/// own reading, or, when `at` is the first instant after a gap, the first wall time the gap
+/// swallowed (which resolves to `at`).
+pub(crate) fn earliest_wall_reaching(zone: Zone, at: DateTime<Utc>) -> NaiveDateTime {
+    let reading = at.with_timezone(&zone).naive_local();
+    let Some(before) = at.checked_sub_signed(TimeDelta::nanoseconds(1)) else {
+        return reading;
+    };
+    let offset = |t: DateTime<Utc>| zone.offset_from_utc_datetime(&t.naive_utc()).fix();
+    if offset(before).local_minus_utc() < offset(at).local_minus_utc() {
+        // The clock jumped forward at `at`: the wall times from just after `before`'s reading
+        // up to `at`'s never showed.
+        let before_reading = before.with_timezone(&zone).naive_local();
+        return before_reading
+            .checked_add_signed(TimeDelta::nanoseconds(1))
+            .unwrap_or(reading);
+    }
+    reading
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +326,28 @@ mod tests {
         );
         let json = serde_json::to_string(&fixed).unwrap();
         assert_eq!(serde_json::from_str::<Zone>(&json).unwrap(), fixed);
+    }
+
+    #[test]
+    fn gap_resolves_to_its_end() {
+        let ny = Zone::parse("America/New_York").unwrap();
+        let local = NaiveDate::from_ymd_opt(2024, 3, 10)
+            .unwrap()
+            .and_hms_opt(2, 30, 0)
+            .unwrap();
+        // 03:00 EDT = 07:00 UTC.
+        assert_eq!(
+            resolve_wall_time(ny, local),
+            Some(Utc.with_ymd_and_hms(2024, 3, 10, 7, 0, 0).unwrap())
+        );
+        let fold = NaiveDate::from_ymd_opt(2024, 11, 3)
+            .unwrap()
+            .and_hms_opt(1, 30, 0)
+            .unwrap();
+        // The first 01:30 is EDT = 05:30 UTC.
+        assert_eq!(
+            resolve_wall_time(ny, fold),
+            Some(Utc.with_ymd_and_hms(2024, 11, 3, 5, 30, 0).unwrap())
+        );
     }
 }

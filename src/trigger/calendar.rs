@@ -1,19 +1,15 @@
 //! The calendar interval trigger: every N years, months, weeks or days at a wall-clock time.
 //!
-//! This module also owns the one rule for turning a wall-clock time into an instant
-//! ([`resolve_wall_time`]): the earlier instant of a repeated time, the first instant after a
-//! gap. Cron uses croner's equivalent; the calendar interval and the cron engine's start of day
-//! use this one.
+//! Wall-clock times become instants by the zone's one rule, `zone::resolve_wall_time`.
 
 use std::time::Duration;
 
-use chrono::{
-    DateTime, Datelike, MappedLocalTime, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
-    TimeZone, Utc,
-};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, Zone};
+use super::bounds::{Bounds, Jitter};
+use crate::zone::resolve_wall_time;
+use crate::{Error, IntoZone, Result, Zone};
 
 /// Fires every N years, months, weeks and/or days at a wall-clock time of day in a zone
 /// (APScheduler 4's `calendarinterval` trigger).
@@ -66,18 +62,8 @@ pub struct CalendarInterval {
     second: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     start_date: Option<NaiveDate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    start: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    end: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    timezone: Option<Zone>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::serde_util::opt_seconds"
-    )]
-    jitter: Option<Duration>,
+    #[serde(flatten)]
+    bounds: Bounds,
 }
 
 /// How many steps past the estimate a search may take (a day of month that few months have,
@@ -97,10 +83,7 @@ impl CalendarInterval {
             minute: 0,
             second: 0,
             start_date: None,
-            start: None,
-            end: None,
-            timezone: None,
-            jitter: None,
+            bounds: Bounds::default(),
         }
     }
 
@@ -137,14 +120,14 @@ impl CalendarInterval {
     #[must_use]
     pub fn start_date(mut self, date: NaiveDate) -> CalendarInterval {
         self.start_date = Some(date);
-        self.start = None;
+        self.bounds.start = None;
         self
     }
 
     /// No run before this instant; its date in the trigger's zone is the anchor of all runs.
     #[must_use]
     pub fn start<Tz: TimeZone>(mut self, start: DateTime<Tz>) -> CalendarInterval {
-        self.start = Some(start.with_timezone(&Utc));
+        self.bounds.start = Some(start.with_timezone(&Utc));
         self.start_date = None;
         self
     }
@@ -152,34 +135,26 @@ impl CalendarInterval {
     /// No run after this instant.
     #[must_use]
     pub fn end<Tz: TimeZone>(mut self, end: DateTime<Tz>) -> CalendarInterval {
-        self.end = Some(end.with_timezone(&Utc));
+        self.bounds.end = Some(end.with_timezone(&Utc));
         self
     }
 
     /// The zone whose calendar and wall clock the runs follow (default: the scheduler's).
     #[must_use]
-    pub fn timezone(mut self, zone: impl Into<Zone>) -> CalendarInterval {
-        self.timezone = Some(zone.into());
+    pub fn timezone(mut self, zone: impl IntoZone) -> CalendarInterval {
+        self.bounds.timezone = Some(zone.into_zone());
         self
     }
 
     /// Delays each run by a uniform random span in `[0, jitter]`.
     #[must_use]
     pub fn jitter(mut self, jitter: Duration) -> CalendarInterval {
-        self.jitter = Some(jitter);
+        self.bounds.jitter = Jitter::new(jitter);
         self
     }
 
-    pub(crate) fn zone(&self) -> Option<Zone> {
-        self.timezone
-    }
-
-    pub(crate) fn jitter_span(&self) -> Option<Duration> {
-        self.jitter
-    }
-
-    pub(crate) fn end_date(&self) -> Option<DateTime<Utc>> {
-        self.end
+    pub(crate) fn bounds(&self) -> &Bounds {
+        &self.bounds
     }
 
     fn validate(&self) -> Result<()> {
@@ -213,22 +188,13 @@ impl CalendarInterval {
         if self.second > 59 {
             return invalid("second", self.second.to_string(), "out of range 0-59");
         }
-        if let (Some(start), Some(end)) = (self.start, self.end) {
-            if end < start {
-                return invalid(
-                    "end_date",
-                    end.to_rfc3339(),
-                    &format!("it is before the start date {}", start.to_rfc3339()),
-                );
-            }
-        }
-        Ok(())
+        self.bounds.check()
     }
 
     pub(crate) fn prepare(&mut self, default_zone: Zone, now: DateTime<Utc>) -> Result<()> {
         self.validate()?;
-        let zone = *self.timezone.get_or_insert(default_zone);
-        if self.start_date.is_none() && self.start.is_none() {
+        let zone = self.bounds.settle_zone(default_zone);
+        if self.start_date.is_none() && self.bounds.start.is_none() {
             // APScheduler: the start date defaults to today.
             self.start_date = Some(now.with_timezone(&zone).date_naive());
         }
@@ -242,7 +208,11 @@ impl CalendarInterval {
     /// The anchor date: the start date, the start instant's date, or (unprepared) `fallback`.
     fn anchor(&self, zone: Zone, fallback: DateTime<Utc>) -> NaiveDate {
         self.start_date
-            .or_else(|| self.start.map(|s| s.with_timezone(&zone).date_naive()))
+            .or_else(|| {
+                self.bounds
+                    .start
+                    .map(|s| s.with_timezone(&zone).date_naive())
+            })
             .unwrap_or_else(|| fallback.with_timezone(&zone).date_naive())
     }
 
@@ -253,7 +223,11 @@ impl CalendarInterval {
     ) -> Result<Option<DateTime<Utc>>> {
         match previous {
             // Strictly after the previous run, even if the clock went back since.
-            Some(p) => self.first_at_or_after(p + TimeDelta::nanoseconds(1), p),
+            Some(p) => match p.checked_add_signed(TimeDelta::nanoseconds(1)) {
+                Some(after) => self.first_at_or_after(after, p),
+                // Nothing comes after the end of chrono's range.
+                None => Ok(None),
+            },
             None => self.first_at_or_after(now, now),
         }
     }
@@ -283,9 +257,9 @@ impl CalendarInterval {
         fallback_anchor: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
         self.validate()?;
-        let zone = self.timezone.unwrap_or_default();
-        let at = self.start.map_or(at, |start| start.max(at));
-        if self.end.is_some_and(|end| at > end) {
+        let zone = self.bounds.timezone.unwrap_or_default();
+        let at = self.bounds.not_before_start(at);
+        if self.bounds.past_end(at) {
             return Ok(None);
         }
         let anchor = self.anchor(zone, fallback_anchor);
@@ -308,13 +282,13 @@ impl CalendarInterval {
                     break;
                 };
                 if instant >= at {
-                    return Ok(Some(instant).filter(|i| self.end.is_none_or(|end| *i <= end)));
+                    return Ok(Some(instant).filter(|i| !self.bounds.past_end(*i)));
                 }
             } else if self.date_of_unbounded(anchor, k) {
                 break;
             }
         }
-        if self.end.is_some() {
+        if self.bounds.end.is_some() {
             return Ok(None);
         }
         Err(Error::TriggerNeverFires {
@@ -346,8 +320,8 @@ impl CalendarInterval {
         }
         let mut text = format!("every {}", parts.join(" "));
         let anchor = self.start_date.or_else(|| {
-            self.start.map(|s| {
-                s.with_timezone(&self.timezone.unwrap_or_default())
+            self.bounds.start.map(|s| {
+                s.with_timezone(&self.bounds.timezone.unwrap_or_default())
                     .date_naive()
             })
         });
@@ -364,73 +338,16 @@ impl CalendarInterval {
             " at {:02}:{:02}:{:02}",
             self.hour, self.minute, self.second
         ));
-        if let Some(zone) = self.timezone {
+        if let Some(zone) = self.bounds.timezone {
             text.push_str(&format!(" ({zone})"));
         }
         text
     }
 }
 
-/// The instant a wall-clock time names in `zone`: the earlier of the two when the clock shows
-/// it twice (fall back), the first instant after the gap when it never shows it (spring
-/// forward). `None` only past the range chrono can represent.
-pub(crate) fn resolve_wall_time(zone: Zone, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    match zone.from_local_datetime(&local) {
-        MappedLocalTime::Single(t) => Some(t.with_timezone(&Utc)),
-        MappedLocalTime::Ambiguous(a, b) => Some(a.min(b).with_timezone(&Utc)),
-        MappedLocalTime::None => {
-            // In a gap the transition instant T lies in (local - after, local - before]: find
-            // it by bisection on the offset, which changes once there.
-            let offset_at =
-                |utc: NaiveDateTime| zone.offset_from_utc_datetime(&utc).fix().local_minus_utc();
-            let day = TimeDelta::days(1);
-            let before = offset_at(local.checked_sub_signed(day)?);
-            let after = offset_at(local.checked_add_signed(day)?);
-            let mut lo = local.checked_sub_signed(TimeDelta::seconds(i64::from(after)))?;
-            let mut hi = local.checked_sub_signed(TimeDelta::seconds(i64::from(before)))?;
-            if hi <= lo {
-                // Not a simple gap (two transitions within a day): the old offset's reading.
-                return Some(hi.and_utc());
-            }
-            while hi - lo > TimeDelta::seconds(1) {
-                let mid = lo + (hi - lo) / 2;
-                if offset_at(mid) == before {
-                    lo = mid;
-                } else {
-                    hi = mid;
-                }
-            }
-            Some(hi.and_utc())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gap_resolves_to_its_end() {
-        let ny = Zone::parse("America/New_York").unwrap();
-        let local = NaiveDate::from_ymd_opt(2024, 3, 10)
-            .unwrap()
-            .and_hms_opt(2, 30, 0)
-            .unwrap();
-        // 03:00 EDT = 07:00 UTC.
-        assert_eq!(
-            resolve_wall_time(ny, local),
-            Some(Utc.with_ymd_and_hms(2024, 3, 10, 7, 0, 0).unwrap())
-        );
-        let fold = NaiveDate::from_ymd_opt(2024, 11, 3)
-            .unwrap()
-            .and_hms_opt(1, 30, 0)
-            .unwrap();
-        // The first 01:30 is EDT = 05:30 UTC.
-        assert_eq!(
-            resolve_wall_time(ny, fold),
-            Some(Utc.with_ymd_and_hms(2024, 11, 3, 5, 30, 0).unwrap())
-        );
-    }
 
     #[test]
     fn month_end_skips_short_months() {

@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Trigger;
-use crate::{Error, Result, Zone};
+use crate::{Error, IntoZone, Result, Zone};
 
 /// Several triggers combined by [`Trigger::and`] or [`Trigger::or`] (APScheduler's
 /// `AndTrigger` / `OrTrigger`).
@@ -121,8 +121,8 @@ impl Combination {
 
     /// The zone of children that name none (default: the scheduler's).
     #[must_use]
-    pub fn timezone(mut self, zone: impl Into<Zone>) -> Combination {
-        self.timezone = Some(zone.into());
+    pub fn timezone(mut self, zone: impl IntoZone) -> Combination {
+        self.timezone = Some(zone.into_zone());
         self
     }
 
@@ -172,7 +172,10 @@ impl Combination {
         previous: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        self.fire_time_at_or_after_all(after(previous, now))
+        match after(previous, now) {
+            Some(at) => self.fire_time_at_or_after_all(at),
+            None => Ok(None),
+        }
     }
 
     pub(crate) fn next_fire_time_any(
@@ -180,7 +183,10 @@ impl Combination {
         previous: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>> {
-        self.fire_time_at_or_after_any(after(previous, now))
+        match after(previous, now) {
+            Some(at) => self.fire_time_at_or_after_any(at),
+            None => Ok(None),
+        }
     }
 
     pub(crate) fn fire_time_at_or_after_all(
@@ -209,7 +215,9 @@ impl Combination {
                 return Ok(Some(latest));
             }
             // Whatever lies before `latest - threshold` cannot agree with `latest`'s child.
-            at = latest - threshold;
+            at = latest
+                .checked_sub_signed(threshold)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
         }
         Err(Error::TriggerNeverFires {
             trigger: self.describe("and"),
@@ -252,10 +260,11 @@ impl Combination {
     }
 }
 
-/// The first instant a combination may fire at: strictly after the previous run, or from now.
-fn after(previous: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
+/// The first instant a combination may fire at: strictly after the previous run, or from now;
+/// `None` after the end of chrono's range.
+fn after(previous: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     match previous {
-        Some(p) => p + TimeDelta::nanoseconds(1),
-        None => now,
+        Some(p) => p.checked_add_signed(TimeDelta::nanoseconds(1)),
+        None => Some(now),
     }
 }

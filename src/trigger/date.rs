@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, Zone};
+use crate::{IntoZone, Result, Zone};
 
 /// Fires once, at `run_date` (APScheduler's `date` trigger).
 ///
@@ -39,8 +39,8 @@ impl Date {
 
     /// Shows the fire time in `zone` (it does not change the instant).
     #[must_use]
-    pub fn timezone(mut self, zone: impl Into<Zone>) -> Date {
-        self.timezone = Some(zone.into());
+    pub fn timezone(mut self, zone: impl IntoZone) -> Date {
+        self.timezone = Some(zone.into_zone());
         self
     }
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result, Zone};
+use super::bounds::{Bounds, Jitter};
+use crate::{Error, IntoZone, Result, Zone};
 
 /// Fires every `period` of real elapsed time (APScheduler's `interval` trigger).
 ///
@@ -32,31 +33,30 @@ pub struct Interval {
     /// In nanoseconds (not a `Duration`): a scheduler may hold a million of these.
     #[serde(rename = "period", with = "crate::serde_util::nanos_as_seconds")]
     period_ns: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    start: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    end: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    timezone: Option<Zone>,
-    /// In nanoseconds; zero is no jitter.
-    #[serde(
-        rename = "jitter",
-        default,
-        skip_serializing_if = "crate::serde_util::is_zero",
-        with = "crate::serde_util::nanos_as_seconds"
-    )]
-    jitter_ns: u64,
+    #[serde(flatten)]
+    bounds: Bounds,
 }
 
 impl Interval {
-    /// Every `period`.
+    /// Every `period`, which must be at least 1 ms: the scheduler's timer works in
+    /// milliseconds. A shorter (or zero) period is refused when the trigger is prepared (when
+    /// the job is added), as [`Error::InvalidTrigger`] with field `interval`.
+    ///
+    /// ```
+    /// use apsched::trigger::{Interval, Trigger};
+    /// use std::time::Duration;
+    ///
+    /// let now = chrono::Utc::now();
+    /// assert!(Trigger::from(Interval::every(Duration::from_millis(1))).prepared(apsched::Zone::UTC, now).is_ok());
+    /// let err = Trigger::from(Interval::every(Duration::from_nanos(1)))
+    ///     .prepared(apsched::Zone::UTC, now)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("must be at least 1 ms"));
+    /// ```
     pub fn every(period: Duration) -> Interval {
         Interval {
             period_ns: nanos(period),
-            start: None,
-            end: None,
-            timezone: None,
-            jitter_ns: 0,
+            bounds: Bounds::default(),
         }
     }
 
@@ -89,29 +89,29 @@ impl Interval {
     /// is added.
     #[must_use]
     pub fn start<Tz: TimeZone>(mut self, start: DateTime<Tz>) -> Interval {
-        self.start = Some(start.with_timezone(&Utc));
+        self.bounds.start = Some(start.with_timezone(&Utc));
         self
     }
 
     /// No run after this instant.
     #[must_use]
     pub fn end<Tz: TimeZone>(mut self, end: DateTime<Tz>) -> Interval {
-        self.end = Some(end.with_timezone(&Utc));
+        self.bounds.end = Some(end.with_timezone(&Utc));
         self
     }
 
     /// The zone job listings show fire times in (the scheduler's default otherwise). It does
     /// not change when runs happen: an interval counts elapsed time.
     #[must_use]
-    pub fn timezone(mut self, zone: impl Into<Zone>) -> Interval {
-        self.timezone = Some(zone.into());
+    pub fn timezone(mut self, zone: impl IntoZone) -> Interval {
+        self.bounds.timezone = Some(zone.into_zone());
         self
     }
 
-    /// Delays each run by a uniform random span in `[0, jitter]`.
+    /// Delays each run by a uniform random span in `[0, jitter]` (zero: no jitter).
     #[must_use]
     pub fn jitter(mut self, jitter: Duration) -> Interval {
-        self.jitter_ns = nanos(jitter);
+        self.bounds.jitter = Jitter::unless_zero(jitter);
         self
     }
 
@@ -120,93 +120,97 @@ impl Interval {
         Duration::from_nanos(self.period_ns)
     }
 
-    pub(crate) fn zone(&self) -> Option<Zone> {
-        self.timezone
-    }
-
-    pub(crate) fn jitter_span(&self) -> Option<Duration> {
-        (self.jitter_ns > 0).then(|| Duration::from_nanos(self.jitter_ns))
-    }
-
-    pub(crate) fn end_date(&self) -> Option<DateTime<Utc>> {
-        self.end
+    pub(crate) fn bounds(&self) -> &Bounds {
+        &self.bounds
     }
 
     fn period_delta(&self) -> TimeDelta {
         TimeDelta::from_std(self.period()).unwrap_or(TimeDelta::MAX)
     }
 
-    pub(crate) fn prepare(&mut self, default_zone: Zone, now: DateTime<Utc>) -> Result<()> {
-        if self.period_ns == 0 {
-            return Err(Error::InvalidTrigger {
-                field: "interval",
-                value: "0s".into(),
-                reason: "the period must be longer than zero".into(),
-            });
-        }
-        if self.period_ns == u64::MAX {
-            return Err(Error::InvalidTrigger {
+    /// The period's own checks, made at prepare and again on every search, so that a trigger
+    /// read from JSON and never prepared cannot fire in a loop.
+    fn check_period(&self) -> Result<()> {
+        let refuse = |reason: &str| {
+            Err(Error::InvalidTrigger {
                 field: "interval",
                 value: format!("{:?}", self.period()),
-                reason: "the period is longer than 584 years".into(),
-            });
+                reason: reason.into(),
+            })
+        };
+        match self.period_ns {
+            0 => refuse("the period must be longer than zero"),
+            1..MIN_PERIOD_NS => refuse(
+                "must be at least 1 ms: the scheduler's timer works in milliseconds, and a \
+                 shorter period would keep it busy with runs that are always due",
+            ),
+            u64::MAX => refuse("the period is longer than 584 years"),
+            _ => Ok(()),
         }
-        self.timezone.get_or_insert(default_zone);
-        if self.start.is_none() {
-            self.start = Some(now + self.period_delta());
+    }
+
+    pub(crate) fn prepare(&mut self, default_zone: Zone, now: DateTime<Utc>) -> Result<()> {
+        self.check_period()?;
+        self.bounds.settle_zone(default_zone);
+        if self.bounds.start.is_none() {
+            let first = now.checked_add_signed(self.period_delta()).ok_or_else(|| {
+                Error::InvalidTrigger {
+                    field: "interval",
+                    value: format!("{:?}", self.period()),
+                    reason: format!(
+                        "one period after {} is past the last instant chrono can represent",
+                        now.to_rfc3339()
+                    ),
+                }
+            })?;
+            self.bounds.start = Some(first);
         }
-        if let (Some(start), Some(end)) = (self.start, self.end) {
-            if end < start {
-                return Err(Error::InvalidTrigger {
-                    field: "end_date",
-                    value: end.to_rfc3339(),
-                    reason: format!("it is before the start date {}", start.to_rfc3339()),
-                });
-            }
-        }
-        Ok(())
+        self.bounds.check()
     }
 
     pub(crate) fn next_fire_time(
         &self,
         previous: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-    ) -> Option<DateTime<Utc>> {
+    ) -> Result<Option<DateTime<Utc>>> {
+        self.check_period()?;
         let period = self.period_delta();
-        let next = match (previous, self.start) {
-            (Some(previous), _) => previous.checked_add_signed(period)?,
-            (None, Some(start)) if start >= now => start,
-            (None, Some(start)) => {
-                // The first `start + k × period` at or after `now`, by arithmetic: a clock that
-                // jumped ten years costs the same as one missed run.
-                let elapsed = (now - start).num_nanoseconds();
-                let period_ns = period.num_nanoseconds();
-                match (elapsed, period_ns) {
-                    (Some(elapsed), Some(period_ns)) if period_ns > 0 => {
-                        let k = (elapsed + period_ns - 1) / period_ns;
-                        start
-                            .checked_add_signed(TimeDelta::nanoseconds(k.checked_mul(period_ns)?))?
-                    }
-                    // Spans beyond ±292 years in nanoseconds: fall back to seconds.
-                    _ => {
-                        let elapsed = (now - start).num_seconds();
-                        let period_s = period.num_seconds().max(1);
-                        let k = (elapsed + period_s - 1) / period_s;
-                        start.checked_add_signed(TimeDelta::seconds(k.checked_mul(period_s)?))?
-                    }
-                }
-            }
-            (None, None) => now.checked_add_signed(period)?,
+        let next = match (previous, self.bounds.start) {
+            (Some(previous), _) => previous.checked_add_signed(period),
+            (None, Some(start)) if start >= now => Some(start),
+            // The first `start + k × period` at or after `now`, by arithmetic: a clock that
+            // jumped ten years costs the same as one missed run.
+            (None, Some(start)) => first_step_at_or_after(start, self.period_ns, now),
+            (None, None) => now.checked_add_signed(period),
         };
-        match self.end {
-            Some(end) if next > end => None,
-            _ => Some(next),
-        }
+        // Past the end of chrono's range there is no next run: the trigger is finished.
+        Ok(next.filter(|next| !self.bounds.past_end(*next)))
     }
 
     pub(crate) fn describe(&self) -> String {
         format!("every {}", describe_span(self.period()))
     }
+}
+
+/// The shortest period accepted: the core's timer works in milliseconds.
+const MIN_PERIOD_NS: u64 = 1_000_000;
+
+/// `start + k × period` for the least `k` that reaches `now` (`now > start`), in 128-bit
+/// nanoseconds so that no span chrono can represent overflows; `None` past chrono's range.
+fn first_step_at_or_after(
+    start: DateTime<Utc>,
+    period_ns: u64,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    const NANOS: i128 = 1_000_000_000;
+    let elapsed = now.signed_duration_since(start);
+    let elapsed = i128::from(elapsed.num_seconds()) * NANOS + i128::from(elapsed.subsec_nanos());
+    let period = i128::from(period_ns);
+    let steps = elapsed.checked_add(period - 1)? / period;
+    let offset = steps.checked_mul(period)?;
+    let secs = i64::try_from(offset / NANOS).ok()?;
+    let nanos = u32::try_from(offset % NANOS).ok()?;
+    start.checked_add_signed(TimeDelta::new(secs, nanos)?)
 }
 
 /// A span in nanoseconds, saturating (584 years and more read as `u64::MAX`).
@@ -269,10 +273,10 @@ mod tests {
         let t = Interval::hours(1).start(start);
         let now = Utc.with_ymd_and_hms(2034, 1, 1, 0, 30, 0).unwrap();
         assert_eq!(
-            t.next_fire_time(None, now),
+            t.next_fire_time(None, now).unwrap(),
             Some(Utc.with_ymd_and_hms(2034, 1, 1, 1, 0, 0).unwrap())
         );
-        assert_eq!(t.next_fire_time(None, start), Some(start));
+        assert_eq!(t.next_fire_time(None, start).unwrap(), Some(start));
     }
 
     #[test]
@@ -282,11 +286,12 @@ mod tests {
             .start(start)
             .end(start + TimeDelta::minutes(90));
         assert_eq!(
-            t.next_fire_time(Some(start), start),
+            t.next_fire_time(Some(start), start).unwrap(),
             Some(start + TimeDelta::hours(1))
         );
         assert_eq!(
-            t.next_fire_time(Some(start + TimeDelta::hours(1)), start),
+            t.next_fire_time(Some(start + TimeDelta::hours(1)), start)
+                .unwrap(),
             None
         );
         let mut zero = Interval::every(Duration::ZERO);

@@ -12,6 +12,7 @@
 //! | [`CalendarInterval`] | every N years/months/weeks/days at a wall-clock time | `calendarinterval` |
 //! | [`Trigger::and`] / [`Trigger::or`] | when all / any of several triggers fire | `and` / `or` |
 
+mod bounds;
 mod calendar;
 mod combine;
 mod cron;
@@ -105,11 +106,68 @@ impl Trigger {
     ) -> Result<Option<DateTime<Utc>>> {
         match self {
             Trigger::Date(t) => Ok(t.next_fire_time(previous, now)),
-            Trigger::Interval(t) => Ok(t.next_fire_time(previous, now)),
+            Trigger::Interval(t) => t.next_fire_time(previous, now),
             Trigger::Cron(t) => t.next_fire_time(previous, now),
             Trigger::CalendarInterval(t) => t.next_fire_time(previous, now),
             Trigger::And(t) => t.next_fire_time_all(previous, now),
             Trigger::Or(t) => t.next_fire_time_any(previous, now),
+        }
+    }
+
+    /// The first fire time of a prepared trigger from `now`: what the scheduler asks when a job
+    /// is added, rescheduled or resumed.
+    ///
+    /// # Errors
+    /// [`Error::TriggerNeverFires`](crate::Error::TriggerNeverFires) when there is none, with a
+    /// reason that says why (the end bound is past, the year field has no year left, ...);
+    /// otherwise as [`Trigger::next_fire_time`].
+    // The scheduler's prepare_trigger is to call this in place of its own message.
+    #[allow(dead_code)]
+    pub(crate) fn first_fire_time(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        match self.next_fire_time(None, now)? {
+            Some(first) => Ok(first),
+            None => Err(crate::Error::TriggerNeverFires {
+                trigger: self.describe(),
+                reason: self.finished_reason(now),
+            }),
+        }
+    }
+
+    /// Why the trigger has no fire time at or after `now`.
+    fn finished_reason(&self, now: DateTime<Utc>) -> String {
+        match self {
+            Trigger::Date(t) => format!(
+                "its run date {} is before {}",
+                t.run_date().to_rfc3339(),
+                now.to_rfc3339()
+            ),
+            Trigger::Interval(t) => t.bounds().end_reason(now),
+            Trigger::Cron(t) => t.finished_reason(now),
+            Trigger::CalendarInterval(t) => t.bounds().end_reason(now),
+            Trigger::And(t) => {
+                let finished = t
+                    .triggers()
+                    .iter()
+                    .find(|child| matches!(child.fire_time_at_or_after(now), Ok(None)));
+                match finished {
+                    Some(child) => format!(
+                        "one of its triggers, {child}, has finished: {}",
+                        child.finished_reason(now)
+                    ),
+                    None => "its triggers have no fire time left in common".into(),
+                }
+            }
+            Trigger::Or(t) => {
+                let reasons: Vec<String> = t
+                    .triggers()
+                    .iter()
+                    .map(|child| format!("{child}: {}", child.finished_reason(now)))
+                    .collect();
+                format!(
+                    "every one of its triggers has finished ({})",
+                    reasons.join("; ")
+                )
+            }
         }
     }
 
@@ -122,7 +180,7 @@ impl Trigger {
     pub fn fire_time_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         match self {
             Trigger::Date(t) => Ok(Some(t.run_date()).filter(|run| *run >= at)),
-            Trigger::Interval(t) => Ok(t.next_fire_time(None, at)),
+            Trigger::Interval(t) => t.next_fire_time(None, at),
             Trigger::Cron(t) => t.fire_time_at_or_after(at),
             Trigger::CalendarInterval(t) => t.fire_time_at_or_after(at),
             Trigger::And(t) => t.fire_time_at_or_after_all(at),
@@ -157,9 +215,9 @@ impl Trigger {
     pub fn timezone(&self) -> Option<Zone> {
         match self {
             Trigger::Date(t) => t.zone(),
-            Trigger::Interval(t) => t.zone(),
-            Trigger::Cron(t) => t.zone(),
-            Trigger::CalendarInterval(t) => t.zone(),
+            Trigger::Interval(t) => t.bounds().timezone,
+            Trigger::Cron(t) => t.bounds().timezone,
+            Trigger::CalendarInterval(t) => t.bounds().timezone,
             Trigger::And(t) | Trigger::Or(t) => t.zone(),
         }
     }
@@ -168,9 +226,9 @@ impl Trigger {
     pub fn jitter(&self) -> Option<Duration> {
         match self {
             Trigger::Date(_) => None,
-            Trigger::Interval(t) => t.jitter_span(),
-            Trigger::Cron(t) => t.jitter_span(),
-            Trigger::CalendarInterval(t) => t.jitter_span(),
+            Trigger::Interval(t) => t.bounds().jitter.span(),
+            Trigger::Cron(t) => t.bounds().jitter.span(),
+            Trigger::CalendarInterval(t) => t.bounds().jitter.span(),
             Trigger::And(t) | Trigger::Or(t) => t.jitter_span(),
         }
     }
@@ -179,9 +237,9 @@ impl Trigger {
     pub fn end_date(&self) -> Option<DateTime<Utc>> {
         match self {
             Trigger::Date(t) => Some(t.run_date()),
-            Trigger::Interval(t) => t.end_date(),
-            Trigger::Cron(t) => t.end_date(),
-            Trigger::CalendarInterval(t) => t.end_date(),
+            Trigger::Interval(t) => t.bounds().end,
+            Trigger::Cron(t) => t.bounds().end,
+            Trigger::CalendarInterval(t) => t.bounds().end,
             Trigger::And(_) | Trigger::Or(_) => None,
         }
     }
@@ -251,5 +309,66 @@ impl From<Cron> for Trigger {
 impl From<CalendarInterval> for Trigger {
     fn from(t: CalendarInterval) -> Trigger {
         Trigger::CalendarInterval(Box::new(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+    use chrono::TimeZone;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    fn never_reason(trigger: impl Into<Trigger>, now: DateTime<Utc>) -> String {
+        let trigger = trigger.into().prepared(Zone::UTC, now).unwrap();
+        match trigger.first_fire_time(now) {
+            Err(Error::TriggerNeverFires { reason, .. }) => reason,
+            other => panic!("{trigger}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn first_fire_time_says_why_there_is_none() {
+        let now = utc(2024, 6, 1, 10, 15);
+        let past_years = cron::Cron::parse("0 0 0 1 1 * 2000").unwrap();
+        assert_eq!(
+            never_reason(past_years, now),
+            "its year field has no year left: the last it allows is 2000"
+        );
+        let this_year = cron::Cron::new().year(2024).month(1);
+        assert_eq!(
+            never_reason(this_year, now),
+            "its year field has no year left: 2024, the last it allows, has no match after \
+             2024-06-01T10:15:00+00:00"
+        );
+        let ended = cron::Cron::new().hour(1).end(utc(2024, 5, 1, 0, 0));
+        assert_eq!(
+            never_reason(ended, now),
+            "its end bound 2024-05-01T00:00:00+00:00 is in the past"
+        );
+        let gap = Interval::hours(1)
+            .start(utc(2024, 6, 1, 10, 0))
+            .end(utc(2024, 6, 1, 10, 30));
+        assert_eq!(
+            never_reason(gap, now),
+            "no regular run falls between now (2024-06-01T10:15:00+00:00) and its end bound \
+             2024-06-01T10:30:00+00:00"
+        );
+        let both = Trigger::and([
+            Trigger::from(Date::at(utc(2024, 1, 1, 0, 0))),
+            cron::Cron::parse("0 * * * *").unwrap().into(),
+        ]);
+        assert_eq!(
+            never_reason(both, now),
+            "one of its triggers, once at 2024-01-01 00:00:00 UTC, has finished: its run date \
+             2024-01-01T00:00:00+00:00 is before 2024-06-01T10:15:00+00:00"
+        );
+        let daily = Trigger::from(cron::Cron::parse("0 12 * * *").unwrap())
+            .prepared(Zone::UTC, now)
+            .unwrap();
+        assert_eq!(daily.first_fire_time(now), Ok(utc(2024, 6, 1, 12, 0)));
     }
 }

@@ -76,7 +76,7 @@ const MONTHS: [&str; 12] = [
 /// Index = crontab number (0 = Sunday).
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
-/// A run of years `from..=to` every `step`.
+/// A run of years `from..=to` every `step`, as given (croner is handed the runs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct YearRun {
     pub(crate) from: u32,
@@ -84,15 +84,47 @@ pub(crate) struct YearRun {
     pub(crate) step: u32,
 }
 
-impl YearRun {
-    /// The first year of this run at or after `year`.
-    fn first_at_or_after(self, year: u32) -> Option<u32> {
-        if year <= self.from {
-            return Some(self.from);
+/// The year field: its runs, and the years they allow as a bit set over 1970-9999, so that
+/// finding the next allowed year costs a few word scans however many runs there are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Years {
+    pub(crate) runs: Vec<YearRun>,
+    bits: Vec<u64>,
+}
+
+const FIRST_YEAR: u32 = 1970;
+const LAST_YEAR: u32 = 9999;
+
+impl Years {
+    fn new(runs: Vec<YearRun>) -> Years {
+        let words = ((LAST_YEAR - FIRST_YEAR) / 64 + 1) as usize;
+        let mut bits = vec![0u64; words];
+        for run in &runs {
+            let mut year = Some(run.from);
+            while let Some(y) = year.filter(|y| *y <= run.to) {
+                let i = y - FIRST_YEAR;
+                bits[(i / 64) as usize] |= 1 << (i % 64);
+                year = y.checked_add(run.step);
+            }
         }
-        let k = (year - self.from).div_ceil(self.step);
-        let y = self.from + k * self.step;
-        (y <= self.to).then_some(y)
+        Years { runs, bits }
+    }
+
+    /// The first allowed year at or after `year`.
+    fn next(&self, year: u32) -> Option<u32> {
+        let mut i = year.max(FIRST_YEAR).checked_sub(FIRST_YEAR)?;
+        while let Some(word) = self.bits.get((i / 64) as usize) {
+            let rest = word >> (i % 64);
+            if rest != 0 {
+                return Some(FIRST_YEAR + i + rest.trailing_zeros());
+            }
+            i = (i / 64 + 1) * 64;
+        }
+        None
+    }
+
+    fn last(&self) -> u32 {
+        self.runs.iter().map(|r| r.to).max().unwrap_or(0)
     }
 }
 
@@ -132,7 +164,7 @@ impl DaySpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FieldSet {
     /// `None`: any year.
-    pub(crate) years: Option<Vec<YearRun>>,
+    pub(crate) years: Option<Years>,
     pub(crate) months: u64,
     pub(crate) day: Option<DaySpec>,
     pub(crate) weeks: Option<u64>,
@@ -182,15 +214,15 @@ impl FieldSet {
     /// The first allowed year at or after `year`.
     pub(crate) fn next_year(&self, year: u32) -> Option<u32> {
         match &self.years {
-            None => (year <= 9999).then_some(year),
-            Some(runs) => runs.iter().filter_map(|r| r.first_at_or_after(year)).min(),
+            None => (year <= LAST_YEAR).then_some(year),
+            Some(years) => years.next(year),
         }
     }
 
     pub(crate) fn max_year(&self) -> u32 {
         match &self.years {
-            None => 9999,
-            Some(runs) => runs.iter().map(|r| r.to).max().unwrap_or(0),
+            None => LAST_YEAR,
+            Some(years) => years.last(),
         }
     }
 
@@ -215,6 +247,30 @@ impl FieldSet {
         }
     }
 
+    /// Which kinds of year ([`year_kind`]) have a date that passes the date fields. Whether a
+    /// date passes depends on its month, its day and its year's kind alone, and every kind
+    /// occurs in 2000-2027, so these years tell for all.
+    pub(crate) fn year_kinds(&self) -> u32 {
+        let mut kinds = 0u32;
+        for year in 2000..2028 {
+            let kind = 1 << year_kind(year);
+            if kinds & kind != 0 {
+                continue;
+            }
+            let Some(first) = NaiveDate::from_ymd_opt(year, 1, 1) else {
+                continue;
+            };
+            if first
+                .iter_days()
+                .take_while(|d| d.year() == year)
+                .any(|d| self.date_ok(d))
+            {
+                kinds |= kind;
+            }
+        }
+        kinds
+    }
+
     /// The croner pattern (7 fields, seconds first, year last) with the same meaning when the
     /// fields are read with croner's `dom_and_dow` (both must match), or `None` when croner
     /// cannot express them: an ISO week, years past croner's limit, or weekday positions mixed
@@ -225,13 +281,22 @@ impl FieldSet {
         }
         let year = match &self.years {
             None => "*".to_string(),
-            Some(runs) => {
+            Some(years) => {
                 // Croner searches no further than its year limit, and neither can the engine
                 // (it asks croner for the time of day), so later years are cut here.
-                let runs: Vec<String> = runs
+                let runs: Vec<String> = years
+                    .runs
                     .iter()
                     .filter(|r| r.from <= CRONER_MAX_YEAR)
-                    .map(|r| format!("{}-{}/{}", r.from, r.to.min(CRONER_MAX_YEAR), r.step))
+                    .map(|r| {
+                        let to = r.to.min(CRONER_MAX_YEAR);
+                        // A run cut at croner's limit may be left with its first year alone.
+                        if r.step > to - r.from {
+                            r.from.to_string()
+                        } else {
+                            format!("{}-{to}/{}", r.from, r.step)
+                        }
+                    })
                     .collect();
                 if runs.is_empty() {
                     return None;
@@ -291,8 +356,19 @@ impl FieldSet {
     }
 }
 
-/// The last year croner searches (its limit is 5000, exclusive).
-pub(crate) const CRONER_MAX_YEAR: u32 = 4999;
+/// The last year croner matches (`croner::YEAR_UPPER_LIMIT`): its searches end on
+/// 5000-01-01, the last date they can reach.
+pub(crate) const CRONER_MAX_YEAR: u32 = 5000;
+
+/// A year's kind, 0-27: the weekday of its January 1, whether it is a leap year, and whether
+/// the year before was (which decides the ISO week of its first days).
+pub(crate) fn year_kind(year: i32) -> u32 {
+    let leap = |y: i32| NaiveDate::from_ymd_opt(y, 2, 29).is_some();
+    let weekday =
+        NaiveDate::from_ymd_opt(year, 1, 1).map_or(0, |d| d.weekday().num_days_from_sunday());
+    let previous = year.checked_sub(1).is_some_and(leap);
+    weekday * 4 + u32::from(leap(year)) * 2 + u32::from(previous)
+}
 
 pub(crate) fn month_len(year: i32, month: u32) -> u32 {
     let (ny, nm) = if month == 12 {
@@ -412,7 +488,50 @@ fn range_item(field: FieldName, item: &str) -> Result<(u32, u32, u32)> {
             format!("is a range whose start {from} is after its end {to}"),
         ));
     }
+    if step_text.is_some() {
+        // APScheduler's validate_range: a step longer than the range it steps over would match
+        // its first value alone, which is a mistake, not a schedule.
+        let span = if field == FieldName::DayOfWeek {
+            weekday_span(from, to)
+        } else {
+            to - from
+        };
+        let span = if range == "*" && field == FieldName::DayOfWeek {
+            6
+        } else {
+            span
+        };
+        if step > span {
+            return Err(err(
+                field,
+                item,
+                format!(
+                    "has a step of {step}, larger than the {span} its range {from}-{to} spans \
+                     (only its first value would match)"
+                ),
+            ));
+        }
+    }
     Ok((from, to, step))
+}
+
+/// Weekday ranges wrap: `sat-mon` spans 2 days. 7 and 0 are both Sunday, and `0-7` is the
+/// whole week.
+fn weekday_span(from: u32, to: u32) -> u32 {
+    if to >= from {
+        to - from
+    } else {
+        to + 7 - from
+    }
+}
+
+/// Sets bit `from + k × step` for every such value up to `to`.
+fn set_steps(bits: &mut u64, from: u32, to: u32, step: u32, map: impl Fn(u32) -> u32) {
+    let mut v = Some(from);
+    while let Some(value) = v.filter(|v| *v <= to) {
+        *bits |= 1 << map(value);
+        v = value.checked_add(step);
+    }
 }
 
 fn parse_bits(field: FieldName, expr: &str) -> Result<u64> {
@@ -420,26 +539,18 @@ fn parse_bits(field: FieldName, expr: &str) -> Result<u64> {
     for item in items(field, expr)? {
         let (from, to, step) = range_item(field, &item)?;
         if field == FieldName::DayOfWeek {
-            // Weekday ranges wrap: sat-mon is sat, sun, mon. 7 and 0 are both Sunday.
-            let (from, to) = if from == 7 { (0, 0) } else { (from, to) };
-            let span = if to >= from { to - from } else { to + 7 - from };
-            let mut offset = 0;
-            while offset <= span {
-                bits |= 1 << ((from + offset) % 7);
-                offset += step;
-            }
+            // Sunday as 7 starts a range on Sunday: 7-3 is sun-wed, 7 (or 7-7) Sunday alone.
+            let (from, to) = if from == 7 { (0, to % 7) } else { (from, to) };
+            let span = weekday_span(from, to);
+            set_steps(&mut bits, 0, span, step, |offset| (from + offset) % 7);
         } else {
-            let mut v = from;
-            while v <= to {
-                bits |= 1 << v;
-                v += step;
-            }
+            set_steps(&mut bits, from, to, step, |v| v);
         }
     }
     Ok(bits)
 }
 
-fn parse_years(expr: &str) -> Result<Option<Vec<YearRun>>> {
+fn parse_years(expr: &str) -> Result<Option<Years>> {
     let field = FieldName::Year;
     if expr.trim() == "*" {
         return Ok(None);
@@ -449,7 +560,7 @@ fn parse_years(expr: &str) -> Result<Option<Vec<YearRun>>> {
         let (from, to, step) = range_item(field, &item)?;
         runs.push(YearRun { from, to, step });
     }
-    Ok(Some(runs))
+    Ok(Some(Years::new(runs)))
 }
 
 fn weekday_name(field: FieldName, item: &str, text: &str) -> Result<u8> {
@@ -493,11 +604,7 @@ fn parse_day(expr: &str) -> Result<DaySpec> {
             continue;
         }
         let (from, to, step) = range_item(field, &item)?;
-        let mut v = from;
-        while v <= to {
-            spec.days |= 1 << v;
-            v += step;
-        }
+        set_steps(&mut spec.days, from, to, step, |v| v);
     }
     Ok(spec)
 }
@@ -543,7 +650,7 @@ mod tests {
         let s = set(["2009/2", "1/3", "5-13", "*", "*", "0", "0", "0"]);
         assert_eq!(
             s.to_croner().unwrap(),
-            "0 0 0 5,6,7,8,9,10,11,12,13 1,4,7,10 * 2009-4999/2"
+            "0 0 0 5,6,7,8,9,10,11,12,13 1,4,7,10 * 2009-5000/2"
         );
     }
 

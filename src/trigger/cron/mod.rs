@@ -2,23 +2,27 @@
 //!
 //! This module owns both ways of writing a cron schedule: crontab strings ([`Cron::parse`]),
 //! read by croner, and APScheduler's eight fields ([`Cron::new`] and its setters), translated
-//! into a croner pattern whenever croner can express them. Only what croner cannot express (an
-//! ISO week, weekday positions mixed with other day rules) is searched here, and even then
-//! croner finds the time of day, so daylight saving rules live in one place: croner.
+//! into a croner pattern whenever croner can express them. Croner matches the fields; how a
+//! matching wall time becomes an instant (daylight saving gaps and repeated hours) is
+//! `search`'s, with the zone's one rule for fixed times (`zone::resolve_wall_time`). Only what
+//! croner cannot express (an ISO week, weekday positions mixed with other day rules) walks dates
+//! here, and croner still matches the time of day on each.
 
+mod crontab;
 mod fields;
+mod search;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, TimeZone, Timelike, Utc};
-use croner::errors::CronError;
+use chrono::{DateTime, Datelike, TimeDelta, TimeZone, Timelike, Utc};
 use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Serialize};
 
-use self::fields::{croner_weekday, FieldName, FieldSet};
-use super::calendar::resolve_wall_time;
-use crate::{Error, Result, Zone};
+use self::fields::{FieldName, FieldSet};
+use self::search::{floor_to_second, Compiled, HORIZON};
+use super::bounds::{Bounds, Jitter};
+use crate::{Error, IntoZone, Result, Zone};
 
 /// Fires at wall-clock times that match cron fields (APScheduler's `cron` trigger).
 ///
@@ -27,13 +31,17 @@ use crate::{Error, Result, Zone};
 /// - **A crontab string**, [`Cron::parse`]: 5 fields (`minute hour day month day_of_week`), 6
 ///   (seconds first) or 7 (year last); `*`, `a-b`, `*/c`, `a-b/c`, lists, names (`jan`, `mon`),
 ///   `L` (last day of month, or `5L` last Friday), `W` (nearest weekday), `#` (`1#2` second
-///   Monday), `?`, and `@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`. When both day of
+///   Monday), `?`, and `@yearly`, `@monthly`, `@weekly`, `@daily`, `@hourly`; a year is at most
+///   5000 (croner's limit). When both day of
 ///   month and day of week are restricted, **either** may match (Vixie cron); start the day of
 ///   week with `+` (`0 0 1-7 * +mon`) to require both.
-/// - **APScheduler's fields**, [`Cron::new`] and one setter per field: `year` (1970-9999),
+/// - **APScheduler's fields**, [`Cron::new`] and one setter per field: `year` (1970-9999;
+///   fire times are found up to 5000-01-01),
 ///   `month`, `day`, `week` (ISO 1-53), `day_of_week`, `hour`, `minute`, `second`. Each takes
 ///   `*`, `*/c`, `a`, `a-b`, `a-b/c`, `a/c`, comma lists and names; `day` also takes `1st`-`5th`
-///   and `last` before a weekday name (`"4th wed"`, `"last fri"`) and `last` alone. Fields more
+///   and `last` before a weekday name (`"4th wed"`, `"last fri"`) and `last` alone. A step
+///   larger than the range it steps over (`"*/31"` or `"4-6/3"` for `day`) is refused, as in
+///   APScheduler. Fields more
 ///   significant than the least significant one given default to `*`, the others to their
 ///   minimum (so `Cron::new().hour("6").minute("30")` fires daily at 06:30:00, and a `Cron::new()`
 ///   with no field at all fires on January 1 at midnight, as in APScheduler). When `day` and
@@ -44,7 +52,8 @@ use crate::{Error, Result, Zone};
 ///
 /// Fields are read on the wall clock of the trigger's zone: a fixed time of day (single hour,
 /// minute and second) that falls in a daylight saving gap fires at the first instant after the
-/// gap, and one that happens twice fires once, at its first occurrence; a pattern with a
+/// gap, on the date it was meant for (also when the gap crosses midnight or skips the whole
+/// day), and one that happens twice fires once, at its first occurrence; a pattern with a
 /// wildcard, range or list in its time fields fires at every real matching instant.
 ///
 /// ```
@@ -67,24 +76,14 @@ use crate::{Error, Result, Zone};
 /// );
 /// # Ok::<(), apsched::Error>(())
 /// ```
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Cron {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expression: Option<String>,
     #[serde(default, skip_serializing_if = "Fields::is_empty")]
     fields: Fields,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    start: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    end: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    timezone: Option<Zone>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::serde_util::opt_seconds"
-    )]
-    jitter: Option<Duration>,
+    #[serde(flatten)]
+    bounds: Bounds,
     /// The compiled pattern, built once on first use (or at `prepare`); a deserialized
     /// trigger starts without it.
     #[serde(skip)]
@@ -142,20 +141,6 @@ impl Fields {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Compiled {
-    /// Croner evaluates the whole pattern.
-    Croner(croner::Cron),
-    /// The date fields are walked here; croner finds the time of day on each matching date.
-    Engine {
-        fields: Box<FieldSet>,
-        time_of_day: croner::Cron,
-    },
-    /// No calendar date can ever match: found once at compile time, so that a search never
-    /// has to run to the end of croner's range to find out.
-    Never(String),
-}
-
 /// A value that can be given to one of [`Cron`]'s field setters: an expression (`&str`,
 /// `String`) or a plain number (`Cron::new().hour(6)`).
 pub trait CronValue {
@@ -197,10 +182,47 @@ impl PartialEq for Cron {
         // The compiled cache is derived from the rest, so it takes no part.
         self.expression == other.expression
             && self.fields == other.fields
-            && self.start == other.start
-            && self.end == other.end
-            && self.timezone == other.timezone
-            && self.jitter == other.jitter
+            && self.bounds == other.bounds
+    }
+}
+
+/// What the user gave, in a line: the expression or the fields, and the bounds that are set
+/// (not croner's compiled tables, which run to kilobytes).
+impl std::fmt::Debug for Cron {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Given<'a>(&'a Fields);
+        impl std::fmt::Debug for Given<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let given = FieldName::ALL.iter().zip(self.0.given());
+                f.debug_map()
+                    .entries(given.filter_map(|(name, expr)| Some((name.name(), expr?))))
+                    .finish()
+            }
+        }
+        let mut d = f.debug_struct("Cron");
+        match &self.expression {
+            Some(expression) => d.field("expression", expression),
+            None => d.field("fields", &Given(&self.fields)),
+        };
+        let Bounds {
+            start,
+            end,
+            timezone,
+            jitter,
+        } = &self.bounds;
+        if let Some(start) = start {
+            d.field("start", start);
+        }
+        if let Some(end) = end {
+            d.field("end", end);
+        }
+        if let Some(zone) = timezone {
+            d.field("timezone", &format_args!("{zone}"));
+        }
+        if let Some(jitter) = jitter.span() {
+            d.field("jitter", &jitter);
+        }
+        d.finish()
     }
 }
 
@@ -209,14 +231,6 @@ impl Default for Cron {
         Cron::new()
     }
 }
-
-/// How many calendar dates the engine examines (in allowed years and months) before it
-/// declares that a field set never fires.
-const MAX_DATES_EXAMINED: u32 = 400_000;
-
-/// How many dates the engine tries for a time of day before giving up (a date whose time
-/// fields have no real instant left, e.g. all in a gap, moves on to the next).
-const MAX_DATES_TRIED: u32 = 1_000;
 
 macro_rules! field_setter {
     ($(#[$doc:meta])* $name:ident) => {
@@ -243,10 +257,7 @@ impl Cron {
         Cron {
             expression: None,
             fields: Fields::default(),
-            start: None,
-            end: None,
-            timezone: None,
-            jitter: None,
+            bounds: Bounds::default(),
             compiled: OnceLock::new(),
         }
     }
@@ -284,7 +295,10 @@ impl Cron {
     }
 
     field_setter!(
-        /// The year field: 1970-9999 (fire times are found up to year 4999, croner's limit).
+        /// The year field: 1970-9999, as APScheduler. Fire times are found up to 5000-01-01 on
+        /// the trigger's wall clock (the last date croner's search reaches): a trigger whose
+        /// years all lie later is accepted and reports [`Error::TriggerNeverFires`] when asked.
+        /// (A crontab string refuses years past 5000.)
         year
     );
     field_setter!(
@@ -320,28 +334,28 @@ impl Cron {
     /// No run before this instant.
     #[must_use]
     pub fn start<Tz: TimeZone>(mut self, start: DateTime<Tz>) -> Cron {
-        self.start = Some(start.with_timezone(&Utc));
+        self.bounds.start = Some(start.with_timezone(&Utc));
         self
     }
 
     /// No run after this instant.
     #[must_use]
     pub fn end<Tz: TimeZone>(mut self, end: DateTime<Tz>) -> Cron {
-        self.end = Some(end.with_timezone(&Utc));
+        self.bounds.end = Some(end.with_timezone(&Utc));
         self
     }
 
     /// The zone whose wall clock the fields are read in (default: the scheduler's zone).
     #[must_use]
-    pub fn timezone(mut self, zone: impl Into<Zone>) -> Cron {
-        self.timezone = Some(zone.into());
+    pub fn timezone(mut self, zone: impl IntoZone) -> Cron {
+        self.bounds.timezone = Some(zone.into_zone());
         self
     }
 
     /// Delays each run by a uniform random span in `[0, jitter]`.
     #[must_use]
     pub fn jitter(mut self, jitter: Duration) -> Cron {
-        self.jitter = Some(jitter);
+        self.bounds.jitter = Jitter::new(jitter);
         self
     }
 
@@ -350,29 +364,13 @@ impl Cron {
         self.expression.as_deref()
     }
 
-    pub(crate) fn zone(&self) -> Option<Zone> {
-        self.timezone
-    }
-
-    pub(crate) fn jitter_span(&self) -> Option<Duration> {
-        self.jitter
-    }
-
-    pub(crate) fn end_date(&self) -> Option<DateTime<Utc>> {
-        self.end
+    pub(crate) fn bounds(&self) -> &Bounds {
+        &self.bounds
     }
 
     pub(crate) fn prepare(&mut self, default_zone: Zone) -> Result<()> {
-        self.timezone.get_or_insert(default_zone);
-        if let (Some(start), Some(end)) = (self.start, self.end) {
-            if end < start {
-                return Err(Error::InvalidTrigger {
-                    field: "end_date",
-                    value: end.to_rfc3339(),
-                    reason: format!("it is before the start date {}", start.to_rfc3339()),
-                });
-            }
-        }
+        self.bounds.settle_zone(default_zone);
+        self.bounds.check()?;
         self.compiled().map(|_| ())
     }
 
@@ -385,19 +383,28 @@ impl Cron {
 
     fn compile(&self) -> Result<Compiled> {
         if let Some(expression) = &self.expression {
+            if !self.fields.is_empty() {
+                return Err(Error::InvalidCronField {
+                    field: "expression",
+                    value: expression.clone(),
+                    reason: "is given together with fields: a cron trigger takes one or the other"
+                        .into(),
+                });
+            }
             // Vixie cron semantics: day of month OR day of week unless the pattern says `+`.
             let parser = CronParser::builder()
                 .seconds(Seconds::Optional)
                 .year(Year::Optional)
                 .dom_and_dow(false)
                 .build();
-            let cron =
-                parse_catching(&parser, expression).map_err(|reason| Error::InvalidCronField {
-                    field: "expression",
-                    value: expression.clone(),
-                    reason,
-                })?;
-            return Ok(never_or(cron));
+            let refused = |reason| Error::InvalidCronField {
+                field: "expression",
+                value: expression.clone(),
+                reason,
+            };
+            let pattern = crontab::prepare(expression).map_err(refused)?;
+            let cron = parse_catching(&parser, &pattern).map_err(refused)?;
+            return Ok(Compiled::croner(cron, None));
         }
         let exprs = self.fields.defaulted();
         let fields = FieldSet::parse(exprs)?;
@@ -413,20 +420,12 @@ impl Cron {
         };
         if let Some(pattern) = fields.to_croner() {
             let cron = parse_catching(&parser, &pattern).map_err(|r| internal(r, &pattern))?;
-            return Ok(never_or(cron));
+            return Ok(Compiled::croner(cron, Some(fields.max_year())));
         }
         let pattern = fields.time_of_day_pattern();
         let time_of_day = parse_catching(&CronParser::builder().build(), &pattern)
             .map_err(|r| internal(r, &pattern))?;
-        if !sample_dates().any(|d| fields.date_ok(d)) {
-            return Ok(Compiled::Never(
-                "no calendar date matches its day fields".into(),
-            ));
-        }
-        Ok(Compiled::Engine {
-            fields: Box::new(fields),
-            time_of_day,
-        })
+        Ok(Compiled::engine(fields, time_of_day))
     }
 
     pub(crate) fn next_fire_time(
@@ -437,10 +436,14 @@ impl Cron {
         let from = match previous {
             // Strictly after the previous run, whatever `now` says: after a clock that jumped
             // back, the job must not fire again.
-            Some(previous) => floor_to_second(previous) + TimeDelta::seconds(1),
-            None => now,
+            Some(previous) => floor_to_second(previous).checked_add_signed(TimeDelta::seconds(1)),
+            None => Some(now),
         };
-        self.first_at_or_after(from)
+        match from {
+            Some(from) => self.first_at_or_after(from),
+            // Nothing comes after the end of chrono's range.
+            None => Ok(None),
+        }
     }
 
     pub(crate) fn fire_time_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
@@ -449,41 +452,70 @@ impl Cron {
 
     fn first_at_or_after(&self, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         let compiled = self.compiled()?;
-        let at = ceil_to_second(self.start.map_or(at, |start| start.max(at)));
-        if self.end.is_some_and(|end| at > end) {
+        let Some(at) = ceil_to_second(self.bounds.not_before_start(at)) else {
+            return Ok(None);
+        };
+        if self.bounds.past_end(at) {
             return Ok(None);
         }
-        let zone = self.timezone.unwrap_or_default();
-        let next = match compiled {
-            Compiled::Croner(cron) => croner_next(cron, zone, at),
-            Compiled::Engine {
-                fields,
-                time_of_day,
-            } => engine_next(fields, time_of_day, zone, at),
-            Compiled::Never(reason) => Err(reason.clone()),
+        let zone = self.bounds.timezone.unwrap_or_default();
+        if let Compiled::Never(reason) = compiled {
+            return Err(self.never_fires(reason.clone()));
+        }
+        if let Some(next) = compiled.next(zone, at) {
+            return Ok(Some(next).filter(|n| !self.bounds.past_end(*n)));
+        }
+        // No time is left before croner's horizon. An end bound, or a year field whose last
+        // year has come, makes that an ordinary finish.
+        let last_year = compiled.last_year();
+        let year = u32::try_from(at.with_timezone(&zone).year()).unwrap_or(0);
+        if self.bounds.end.is_some() || year >= last_year {
+            return Ok(None);
+        }
+        let reason = if last_year > fields::CRONER_MAX_YEAR {
+            format!(
+                "its years run to {last_year}, but fire times are only found up to {HORIZON} \
+                 (croner's search horizon)"
+            )
+        } else {
+            format!("no matching time before the search horizon ({HORIZON})")
         };
-        match next {
-            Ok(next) => Ok(Some(next).filter(|n| self.end.is_none_or(|end| *n <= end))),
-            // The pattern has no time left before the search limit; an end bound, or a year
-            // field whose last year has come, makes that an ordinary finish.
-            Err(_) if !matches!(compiled, Compiled::Never(_)) && self.end.is_some() => Ok(None),
-            Err(_)
-                if !matches!(compiled, Compiled::Never(_))
-                    && at.with_timezone(&zone).year() >= last_year(compiled) =>
-            {
-                Ok(None)
+        Err(self.never_fires(reason))
+    }
+
+    /// Why [`Cron::first_at_or_after`] found no fire time from `now`: the year field ran out,
+    /// or the end bound came.
+    pub(crate) fn finished_reason(&self, now: DateTime<Utc>) -> String {
+        let zone = self.bounds.timezone.unwrap_or_default();
+        let at = self.bounds.not_before_start(now);
+        if let Ok(compiled) = self.compiled() {
+            let last = compiled.last_year();
+            let year = u32::try_from(at.with_timezone(&zone).year()).unwrap_or(0);
+            if year > last {
+                return format!("its year field has no year left: the last it allows is {last}");
             }
-            Err(reason) => Err(Error::TriggerNeverFires {
-                trigger: self.describe(),
-                reason,
-            }),
+            if year == last && self.bounds.end.is_none_or(|end| end >= at) {
+                return format!(
+                    "its year field has no year left: {last}, the last it allows, has no match \
+                     after {}",
+                    at.to_rfc3339()
+                );
+            }
+        }
+        self.bounds.end_reason(now)
+    }
+
+    fn never_fires(&self, reason: String) -> Error {
+        Error::TriggerNeverFires {
+            trigger: self.describe(),
+            reason,
         }
     }
 
     /// English: croner's description where croner evaluates the pattern, the fields otherwise.
     pub(crate) fn describe(&self) -> String {
         let text = match (self.compiled(), &self.expression) {
-            (Ok(Compiled::Croner(cron)), _) => cron.describe(),
+            (Ok(Compiled::Croner { cron, .. }), _) => cron.describe(),
             (_, Some(expression)) => format!("cron '{expression}'"),
             (_, None) => {
                 let parts: Vec<String> = FieldName::ALL
@@ -495,7 +527,7 @@ impl Cron {
                 format!("cron fields {}", parts.join(", "))
             }
         };
-        match self.timezone {
+        match self.bounds.timezone {
             Some(zone) => format!("{text} ({zone})"),
             None => text,
         }
@@ -513,148 +545,13 @@ fn parse_catching(parser: &CronParser, pattern: &str) -> std::result::Result<cro
     }
 }
 
-/// Dates covering every combination of leap year and weekday of January 1 (a 28-year cycle),
-/// enough to tell whether any day of any month can match.
-fn sample_dates() -> impl Iterator<Item = NaiveDate> {
-    let first = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default();
-    first.iter_days().take_while(|d| d.year() < 2028)
-}
-
-fn never_or(cron: croner::Cron) -> Compiled {
-    let p = &cron.pattern;
-    let possible = sample_dates().any(|d| {
-        p.month_match(d.month()).unwrap_or(false)
-            && p.day_match(d.year(), d.month(), d.day(), croner_weekday(d))
-                .unwrap_or(false)
-    });
-    if possible {
-        Compiled::Croner(cron)
-    } else {
-        Compiled::Never("no calendar date matches its day and month fields".into())
-    }
-}
-
-/// The last year the pattern allows (croner's limit when the year is not restricted).
-fn last_year(compiled: &Compiled) -> i32 {
-    let last = match compiled {
-        Compiled::Croner(cron) => (1..=fields::CRONER_MAX_YEAR)
-            .rev()
-            .find(|y| {
-                i32::try_from(*y)
-                    .ok()
-                    .and_then(|y| cron.pattern.year_match(y).ok())
-                    .unwrap_or(false)
-            })
-            .unwrap_or(0),
-        Compiled::Engine { fields, .. } => fields.max_year().min(fields::CRONER_MAX_YEAR),
-        Compiled::Never(_) => fields::CRONER_MAX_YEAR,
-    };
-    i32::try_from(last).unwrap_or(i32::MAX)
-}
-
-fn floor_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.with_nanosecond(0).unwrap_or(t)
-}
-
-fn ceil_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+/// `None` past the end of chrono's range.
+fn ceil_to_second(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if t.nanosecond() == 0 {
-        t
+        Some(t)
     } else {
-        floor_to_second(t) + TimeDelta::seconds(1)
+        floor_to_second(t).checked_add_signed(TimeDelta::seconds(1))
     }
-}
-
-fn describe_cron_error(e: &CronError) -> String {
-    match e {
-        CronError::TimeSearchLimitExceeded => {
-            "no matching time before the search limit (year 4999)".into()
-        }
-        other => other.to_string(),
-    }
-}
-
-/// Croner's next match at or after `at`, read in `zone`. Croner is called with chrono's and
-/// chrono-tz's own types, which keeps the zone lookups as cheap as croner's own.
-fn croner_next(
-    cron: &croner::Cron,
-    zone: Zone,
-    at: DateTime<Utc>,
-) -> std::result::Result<DateTime<Utc>, String> {
-    let found = match zone {
-        // chrono's own UTC needs no zone lookups at all.
-        Zone::Named(chrono_tz::UTC | chrono_tz::Tz::Etc__UTC) => {
-            cron.find_next_occurrence(&at, true)
-        }
-        Zone::Named(tz) => cron
-            .find_next_occurrence(&at.with_timezone(&tz), true)
-            .map(|t| t.with_timezone(&Utc)),
-        Zone::Fixed(offset) => cron
-            .find_next_occurrence(&at.with_timezone(&offset), true)
-            .map(|t| t.with_timezone(&Utc)),
-    };
-    found.map_err(|e| describe_cron_error(&e))
-}
-
-/// The first date at or after `date` that passes every date field, or `None` when there is
-/// none within the search bound.
-fn next_date(fields: &FieldSet, mut date: NaiveDate) -> Option<NaiveDate> {
-    let mut examined = 0;
-    while examined < MAX_DATES_EXAMINED {
-        let year = u32::try_from(date.year()).ok()?;
-        let allowed = fields.next_year(year)?;
-        if allowed != year {
-            date = NaiveDate::from_ymd_opt(i32::try_from(allowed).ok()?, 1, 1)?;
-            continue;
-        }
-        if fields.months & (1 << date.month()) == 0 {
-            date = first_of_next_month(date)?;
-            continue;
-        }
-        examined += 1;
-        if fields.date_ok(date) {
-            return Some(date);
-        }
-        date = date.succ_opt()?;
-    }
-    None
-}
-
-fn first_of_next_month(date: NaiveDate) -> Option<NaiveDate> {
-    if date.month() == 12 {
-        NaiveDate::from_ymd_opt(date.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
-    }
-}
-
-/// The engine: walk matching dates in the zone's calendar, and ask croner for the first
-/// matching time of day on each, so gaps and repeated hours follow croner's rules.
-fn engine_next(
-    fields: &FieldSet,
-    time_of_day: &croner::Cron,
-    zone: Zone,
-    at: DateTime<Utc>,
-) -> std::result::Result<DateTime<Utc>, String> {
-    let never = || "no date matches its day fields before the search limit".to_string();
-    let start_day = at.with_timezone(&zone).date_naive();
-    let mut day = start_day;
-    for _ in 0..MAX_DATES_TRIED {
-        day = next_date(fields, day).ok_or_else(never)?;
-        if day.year() as u32 > fields.max_year() {
-            return Err(never());
-        }
-        let from = if day == start_day {
-            at
-        } else {
-            resolve_wall_time(zone, day.and_time(NaiveTime::MIN)).ok_or_else(never)?
-        };
-        let found = croner_next(time_of_day, zone, from)?;
-        if found.with_timezone(&zone).date_naive() == day {
-            return Ok(found);
-        }
-        day = day.succ_opt().ok_or_else(never)?;
-    }
-    Err(never())
 }
 
 #[cfg(test)]
@@ -709,6 +606,29 @@ mod tests {
             c.next_fire_time(None, utc(2024, 1, 1, 0, 0, 0)).unwrap(),
             Some(utc(2024, 4, 8, 9, 0, 0))
         );
+    }
+
+    #[test]
+    fn debug_shows_what_was_given() {
+        let parsed = Cron::parse("0 12 * * *")
+            .unwrap()
+            .timezone(Zone::UTC)
+            .jitter(Duration::from_secs(2));
+        assert_eq!(
+            format!("{parsed:?}"),
+            r#"Cron { expression: "0 12 * * *", timezone: UTC, jitter: 2s }"#
+        );
+        let fields = Cron::new()
+            .day("last fri")
+            .hour(6)
+            .end(utc(2030, 1, 1, 0, 0, 0));
+        let _ = fields.compiled();
+        assert_eq!(
+            format!("{fields:?}"),
+            r#"Cron { fields: {"day": "last fri", "hour": "6"}, end: 2030-01-01T00:00:00Z }"#
+        );
+        let trigger = crate::trigger::Trigger::from(parsed);
+        assert!(format!("{trigger:?}").len() < 100, "{trigger:?}");
     }
 
     #[test]
