@@ -23,7 +23,9 @@ use crate::core::{
 use crate::event::EventStream;
 use crate::job::{IntoTask, Task};
 use crate::trigger::Trigger;
-use crate::{Clock, Error, Job, JobId, JobOptions, MisfireGrace, Result, SystemClock, Zone};
+use crate::{
+    Clock, Error, IntoZone, Job, JobId, JobOptions, MisfireGrace, Result, SystemClock, Zone,
+};
 
 /// Where a scheduler is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -104,8 +106,8 @@ impl Default for SchedulerBuilder {
 impl SchedulerBuilder {
     /// The zone for triggers that name none. Default: the machine's local zone (UTC when it
     /// cannot be told), as APScheduler.
-    pub fn timezone(mut self, zone: impl Into<Zone>) -> Self {
-        self.timezone = Some(zone.into());
+    pub fn timezone(mut self, zone: impl IntoZone) -> Self {
+        self.timezone = Some(zone.into_zone());
         self
     }
 
@@ -605,13 +607,8 @@ impl Scheduler {
     fn prepare_trigger(&self, mut trigger: Trigger) -> Result<(Trigger, DateTime<Utc>)> {
         let now = self.shared.clock.now();
         trigger.prepare(self.shared.timezone, now)?;
-        match trigger.next_fire_time(None, now)? {
-            Some(first) => Ok((trigger, first)),
-            None => Err(Error::TriggerNeverFires {
-                trigger: trigger.describe(),
-                reason: "its end bound is in the past".into(),
-            }),
-        }
+        let first = trigger.first_fire_time(now)?;
+        Ok((trigger, first))
     }
 
     /// Checks an add and builds the job's entry and snapshot; the id is not entered yet.

@@ -286,6 +286,41 @@ async fn bad_input_gets_a_typed_error_and_changes_nothing() {
         apsched::Zone::parse("Mars/Base"),
         Err(Error::UnknownTimeZone("Mars/Base".into()))
     );
+    // Steps past their field's range, and intervals the timer cannot keep.
+    for field in [
+        Cron::new().minute("1/4294967295"),
+        Cron::new().year("1970/4294967295").week("1"),
+    ] {
+        let bad = scheduler.add_job(|| async {}, field).await;
+        assert!(
+            matches!(bad, Err(Error::InvalidCronField { .. })),
+            "{bad:?}"
+        );
+    }
+    let tiny = scheduler
+        .add_job(|| async {}, Interval::every(Duration::from_nanos(1)))
+        .await;
+    assert!(
+        matches!(
+            tiny,
+            Err(Error::InvalidTrigger {
+                field: "interval",
+                ..
+            })
+        ),
+        "{tiny:?}"
+    );
+    // A pattern whose years are all past says so (not "its end bound is in the past").
+    match scheduler
+        .add_job(|| async {}, Cron::parse("0 0 0 1 1 * 2000").unwrap())
+        .await
+    {
+        Err(Error::TriggerNeverFires { reason, .. }) => {
+            assert!(reason.contains("year"), "{reason}");
+            assert!(!reason.contains("end bound"), "{reason}");
+        }
+        other => panic!("expected TriggerNeverFires, got {other:?}"),
+    }
     // Zero interval, a trigger already over, zero max_instances, empty id.
     let zero = scheduler.add_job(|| async {}, Interval::seconds(0)).await;
     assert!(

@@ -759,3 +759,23 @@ async fn guard_reads_closes_the_read_routes_too() {
     let (status, _) = send(&app, Method::GET, "/scheduler/nowhere", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hostile_cron_step_over_http_is_refused_and_the_scheduler_keeps_time() {
+    let (scheduler, app, _seen) = app_with_tasks().await;
+    let runs = Runs::default();
+    scheduler
+        .add_job(record_now(&runs), Interval::seconds(1))
+        .await
+        .unwrap();
+    let body = json!({
+        "task": "greet", "args": { "name": "x", "times": 1 },
+        "trigger": { "type": "cron", "fields": { "year": "1970/4294967295", "week": "1" } }
+    });
+    let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["kind"], "invalid_cron_field");
+    assert_eq!(body["field"], "year");
+    advance(Duration::from_millis(3500)).await;
+    assert_eq!(runs.count(), 3, "the other job ran on time");
+}

@@ -531,7 +531,7 @@ impl std::fmt::Debug for ModifyJob<'_> {
 macro_rules! builder_setters {
     () => {
         /// The zone for triggers that name none. Default: the machine's local zone.
-        pub fn timezone(mut self, zone: impl Into<$crate::Zone>) -> Self {
+        pub fn timezone(mut self, zone: impl $crate::IntoZone) -> Self {
             self.config.scheduler = self.config.scheduler.timezone(zone);
             self
         }

@@ -121,8 +121,6 @@ impl Trigger {
     /// [`Error::TriggerNeverFires`](crate::Error::TriggerNeverFires) when there is none, with a
     /// reason that says why (the end bound is past, the year field has no year left, ...);
     /// otherwise as [`Trigger::next_fire_time`].
-    // The scheduler's prepare_trigger is to call this in place of its own message.
-    #[allow(dead_code)]
     pub(crate) fn first_fire_time(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
         match self.next_fire_time(None, now)? {
             Some(first) => Ok(first),
