@@ -582,7 +582,7 @@ fn random_instants(scale: Scale) -> Vec<DateTime<Utc>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     // The job count stays at 1,000 in quick mode: it is already small.
     (0..RANDOM_JOBS)
-        .map(|_| start + TimeDelta::microseconds(rng.gen_range(0..span.as_micros() as i64)))
+        .map(|_| start + TimeDelta::microseconds(rng.random_range(0..span.as_micros() as i64)))
         .collect()
 }
 

@@ -30,7 +30,7 @@ struct Device {
 fn check_sensor(device: &Mutex<Device>, ctx: &JobContext) {
     let mut device = device.lock().unwrap();
     let drift = if device.heater_on { 0.002 } else { -0.002 };
-    let temperature = device.temperature + drift + rand::thread_rng().gen_range(-0.02..0.02);
+    let temperature = device.temperature + drift + rand::rng().random_range(-0.02..0.02);
     device.temperature = temperature;
     device.last_reading = Some(temperature);
     println!(

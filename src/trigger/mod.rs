@@ -274,7 +274,7 @@ impl Trigger {
         if limit_us <= 0 {
             return regular;
         }
-        let delay = TimeDelta::microseconds(rand::thread_rng().gen_range(0..=limit_us));
+        let delay = TimeDelta::microseconds(rand::rng().random_range(0..=limit_us));
         // At the end of chrono's range there is no room for a delay: run on time.
         regular.checked_add_signed(delay).unwrap_or(regular)
     }
