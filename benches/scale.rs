@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apsched::trigger::{Date, Interval};
@@ -28,7 +29,16 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
 
-const SCENARIOS: [&str; 6] = ["add", "remove", "burst", "random", "interval", "idle"];
+const SCENARIOS: [&str; 8] = [
+    "add",
+    "add_arc",
+    "remove",
+    "burst",
+    "random",
+    "interval",
+    "interval_arc",
+    "idle",
+];
 const SYSTEMS: [&str; 2] = ["floor", "apsched"];
 
 /// How big and how long the scenarios are.
@@ -172,6 +182,10 @@ fn run_child(scenario: &str, system: &str, scale: Scale) -> Figures {
             match (scenario.as_str(), apsched) {
                 ("add", true) => add_apsched(scale).await,
                 ("add", false) => add_floor(scale).await,
+                ("add_arc", true) => add_arc_apsched(scale).await,
+                ("add_arc", false) => add_arc_floor(scale).await,
+                ("interval_arc", true) => interval_arc_apsched(scale).await,
+                ("interval_arc", false) => interval_arc_floor(scale).await,
                 ("remove", true) => remove_apsched(scale).await,
                 ("remove", false) => remove_floor(scale).await,
                 ("burst", true) => burst_apsched(scale).await,
@@ -448,6 +462,78 @@ async fn add_floor(scale: Scale) -> Figures {
     f
 }
 
+/// The work a job of the `_arc` scenarios does: what an application's job body usually is, a
+/// shared handle to its state, cloned into the run and called.
+type Work = Arc<dyn Fn() + Send + Sync>;
+
+fn work() -> Work {
+    let calls = Arc::new(AtomicU32::new(0));
+    Arc::new(move || {
+        calls.fetch_add(1, Ordering::Relaxed);
+    })
+}
+
+/// `add` as an application writes it: each `add_job` awaited, the body cloning an `Arc` and
+/// calling it (goal: at least 0.85x the floor's adds/s).
+async fn add_arc_apsched(scale: Scale) -> Figures {
+    let n = scale.jobs(ADD_JOBS);
+    let scheduler = started_scheduler().await;
+    let work = work();
+    let start = Instant::now();
+    let mut last = None;
+    for _ in 0..n {
+        let work = Arc::clone(&work);
+        let job = scheduler
+            .add_job(
+                move || {
+                    let work = Arc::clone(&work);
+                    async move { work() }
+                },
+                Interval::hours(1),
+            )
+            .await
+            .expect("add");
+        last = Some(job.id);
+    }
+    let enqueued = start.elapsed();
+    scheduler
+        .get_job(&last.expect("a job"))
+        .await
+        .expect("the last job");
+    let taken_in = start.elapsed();
+    let mut f = Figures::new();
+    f.insert("enqueue_per_s".into(), n as f64 / enqueued.as_secs_f64());
+    f.insert("taken_in_per_s".into(), n as f64 / taken_in.as_secs_f64());
+    drop(scheduler);
+    f
+}
+
+async fn add_arc_floor(scale: Scale) -> Figures {
+    let n = scale.jobs(ADD_JOBS);
+    let started = Started::leak(n);
+    let work = work();
+    tokio::spawn(tokio::time::sleep(Duration::from_millis(1)))
+        .await
+        .expect("warm-up");
+    let start = Instant::now();
+    for _ in 0..n {
+        let work = Arc::clone(&work);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        drop(tokio::spawn(async move {
+            started.arrive();
+            tokio::time::sleep_until(deadline).await;
+            work();
+        }));
+    }
+    let enqueued = start.elapsed();
+    started.wait().await;
+    let taken_in = start.elapsed();
+    let mut f = Figures::new();
+    f.insert("enqueue_per_s".into(), n as f64 / enqueued.as_secs_f64());
+    f.insert("taken_in_per_s".into(), n as f64 / taken_in.as_secs_f64());
+    f
+}
+
 // ---- remove ----
 
 async fn remove_apsched(scale: Scale) -> Figures {
@@ -693,6 +779,70 @@ async fn interval_floor(scale: Scale) -> Figures {
     f
 }
 
+/// `interval` with the body an application has: it clones an `Arc` and calls it (goal:
+/// lateness p99 no worse than max(5 ms, 1.5x the floor's)).
+async fn interval_arc_apsched(scale: Scale) -> Figures {
+    let (n, fires, start) = interval_plan(scale);
+    let rec = Recorder::leak(n, n * fires as usize);
+    let scheduler = started_scheduler().await;
+    let work = work();
+    for i in 0..n {
+        let first = start + offset(i, n);
+        let end = first + TimeDelta::milliseconds(i64::from(fires) * 1000 - 500);
+        let work = Arc::clone(&work);
+        scheduler
+            .add_job(
+                move |ctx: JobContext| {
+                    let work = Arc::clone(&work);
+                    async move {
+                        work();
+                        rec.record(i, ctx.scheduled_run_time().timestamp_micros());
+                    }
+                },
+                Interval::seconds(1).start(first).end(end),
+            )
+            .await
+            .expect("add");
+    }
+    scheduler.get_jobs().await.expect("round trip");
+    let setup_overran = Utc::now() >= start;
+    let end = start + TimeDelta::seconds(i64::from(fires));
+    let until = Instant::now() + (end - Utc::now()).to_std().unwrap_or_default();
+    rec.wait(until + Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut f = rec.figures("", fires);
+    f.insert("setup_overran".into(), f64::from(u8::from(setup_overran)));
+    f
+}
+
+async fn interval_arc_floor(scale: Scale) -> Figures {
+    let (n, fires, start) = interval_plan(scale);
+    let rec = Recorder::leak(n, n * fires as usize);
+    let clocks = WallToMono::now();
+    let work = work();
+    for i in 0..n {
+        let first = start + offset(i, n);
+        let work = Arc::clone(&work);
+        drop(tokio::spawn(async move {
+            for k in 0..fires {
+                let at = first + TimeDelta::seconds(i64::from(k));
+                tokio::time::sleep_until(clocks.at(at)).await;
+                let work = Arc::clone(&work);
+                work();
+                rec.record(i, at.timestamp_micros());
+            }
+        }));
+    }
+    let setup_overran = Utc::now() >= start;
+    let end = start + TimeDelta::seconds(i64::from(fires));
+    let until = Instant::now() + (end - Utc::now()).to_std().unwrap_or_default();
+    rec.wait(until + Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut f = rec.figures("", fires);
+    f.insert("setup_overran".into(), f64::from(u8::from(setup_overran)));
+    f
+}
+
 // ---- idle: many far-off jobs, nothing due ----
 
 const IDLE_JOBS: usize = 100_000;
@@ -807,6 +957,43 @@ fn rows_for(scenario: &str, a: &Figures, f: &Figures, scale: Scale) -> Vec<Row> 
                     Some(g(a, "bytes_per_job") <= 300.0),
                 ));
             }
+        }
+        "add_arc" => {
+            let n = scale.jobs(ADD_JOBS);
+            let ratio = g(a, "enqueue_per_s") / g(f, "enqueue_per_s");
+            rows.push(row(
+                &format!("add {n}, Arc body, each awaited: adds/s"),
+                "enqueue_per_s",
+                Kind::Rate,
+                ">= 0.85x floor",
+                Some(ratio >= 0.85),
+            ));
+            rows.push(row(
+                &format!("add {n}, Arc body: adds/s, taken in"),
+                "taken_in_per_s",
+                Kind::Rate,
+                "",
+                None,
+            ));
+        }
+        "interval_arc" => {
+            let (n, fires, _) = interval_plan(scale);
+            rows.push(row(
+                &format!("interval {n} x 1s, Arc body, {fires} fires each: runs"),
+                "runs",
+                Kind::Count,
+                &format!("{}", n * fires as usize),
+                Some(
+                    g(a, "runs") == (n * fires as usize) as f64 && g(a, "wrong_count_jobs") == 0.0,
+                ),
+            ));
+            rows.push(row(
+                "interval, Arc body: lateness p99 (ms)",
+                "p99_ms",
+                Kind::Cost,
+                "<= max(5, 1.5x floor)",
+                Some(g(a, "p99_ms") <= f64::max(5.0, 1.5 * g(f, "p99_ms"))),
+            ));
         }
         "burst" => {
             let n = scale.jobs(BURST_JOBS) as f64;

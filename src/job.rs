@@ -35,9 +35,18 @@ impl JobId {
     }
 
     pub(crate) fn random() -> JobId {
+        use rand::{Rng, SeedableRng};
+        thread_local! {
+            // Ids must be unique, not secret: a fast generator seeded once per thread from the
+            // OS-seeded one (`Uuid::new_v4` asks the OS for every id; ChaCha costs a refill).
+            static IDS: std::cell::RefCell<rand::rngs::SmallRng> =
+                std::cell::RefCell::new(rand::rngs::SmallRng::from_rng(&mut rand::rng()));
+        }
+        let bytes = IDS
+            .with(|rng| rng.borrow_mut().random::<u128>())
+            .to_le_bytes();
         let mut buf = [0u8; 32];
-        // A v4 UUID from the thread-local RNG: `Uuid::new_v4` asks the OS for every id.
-        let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
         let hex = uuid.simple().encode_lower(&mut buf);
         JobId(Arc::from(&*hex))
     }

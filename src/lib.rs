@@ -102,6 +102,8 @@ pub use job::{
     marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, MisfireGrace, Task,
 };
 pub use registry::TaskRegistry;
-pub use scheduler::{AbandonedRun, AddJob, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState};
+pub use scheduler::{
+    AbandonedRun, AddJob, AddJobFuture, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState,
+};
 pub use sync::{BackgroundScheduler, BlockingScheduler};
 pub use zone::{IntoZone, Zone, ZoneOffset};

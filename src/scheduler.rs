@@ -612,7 +612,7 @@ impl Scheduler {
     }
 
     /// Checks an add and builds the job's entry and snapshot; the id is not entered yet.
-    fn prepare_add(&self, add: AddJob<'_>) -> Result<(Entry, Job, bool)> {
+    fn prepare_add(&self, add: AddJob<'_>) -> Result<PreparedAdd> {
         self.ensure_open()?;
         add.options.validate()?;
         let (trigger, first) = self.prepare_trigger(add.trigger)?;
@@ -631,20 +631,25 @@ impl Scheduler {
         let next = (!add.paused).then(|| NextRun::jittered(&trigger, first));
         let entry = Entry::new(id, name, add.task, trigger, add.options, next);
         let job = entry.snapshot(self.shared.timezone);
-        Ok((entry, job, add.replace_existing))
+        Ok(PreparedAdd {
+            entry,
+            job,
+            replace_existing: add.replace_existing,
+        })
     }
 
-    /// Adds a prepared job: waits for room in the channel (the only wait, before anything
-    /// changes), then enters the id and sends the job under the index lock, so commands reach
+    /// Enters a prepared job's id and sends the job, under the index lock, so commands reach
     /// the core in the order the index changed.
-    async fn add(&self, add: AddJob<'_>) -> Result<Job> {
-        let (entry, job, replace_existing) = self.prepare_add(add)?;
-        let permit = self.reserve().await?;
+    fn send_add(&self, permit: mpsc::Permit<'_, Command>, prepared: PreparedAdd) -> Result<Job> {
+        let PreparedAdd {
+            entry,
+            job,
+            replace_existing,
+        } = prepared;
         let mut index = self.shared.index();
-        if !replace_existing && index.key_of(&job.id).is_some() {
+        let Some((key, replaces)) = index.enter(job.id.clone(), replace_existing) else {
             return Err(Error::ConflictingId(job.id.to_string()));
-        }
-        let (key, replaces) = index.enter(job.id.clone());
+        };
         permit.send(Command::Add {
             key,
             entry,
@@ -760,10 +765,100 @@ impl AddJob<'_> {
 
 impl<'a> IntoFuture for AddJob<'a> {
     type Output = Result<Job>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<Job>> + Send + 'a>>;
+    type IntoFuture = AddJobFuture<'a>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.scheduler.add(self).await })
+    fn into_future(self) -> AddJobFuture<'a> {
+        AddJobFuture {
+            scheduler: self.scheduler,
+            state: Adding::Start(self),
+        }
+    }
+}
+
+/// A job checked and built, its id not yet entered.
+struct PreparedAdd {
+    entry: Entry,
+    job: Job,
+    replace_existing: bool,
+}
+
+/// The future of an [`AddJob`]: resolves to the added [`Job`].
+///
+/// Most adds finish in their first poll, without allocating; only when the core's channel is
+/// full does the add wait (for room, before anything changes: see
+/// [`Scheduler::add_job`]'s cancel safety).
+///
+/// # Panics
+/// If polled again after it completed, as any future may.
+#[must_use = "futures do nothing unless polled"]
+pub struct AddJobFuture<'a> {
+    scheduler: &'a Scheduler,
+    state: Adding<'a>,
+}
+
+enum Adding<'a> {
+    Start(AddJob<'a>),
+    WaitingForRoom(PreparedAdd, Pin<Box<Reserve<'a>>>),
+    Done,
+}
+
+type Reserve<'a> = dyn Future<Output = std::result::Result<mpsc::Permit<'a, Command>, mpsc::error::SendError<()>>>
+    + Send
+    + 'a;
+
+impl Future for AddJobFuture<'_> {
+    type Output = Result<Job>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<Job>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let scheduler = this.scheduler;
+        loop {
+            match std::mem::replace(&mut this.state, Adding::Done) {
+                Adding::Start(add) => {
+                    let prepared = match scheduler.prepare_add(add) {
+                        Ok(prepared) => prepared,
+                        Err(error) => return Poll::Ready(Err(error)),
+                    };
+                    match scheduler.tx.try_reserve() {
+                        Ok(permit) => return Poll::Ready(scheduler.send_add(permit, prepared)),
+                        Err(mpsc::error::TrySendError::Full(())) => {
+                            let reserve = Box::pin(scheduler.tx.reserve());
+                            this.state = Adding::WaitingForRoom(prepared, reserve);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(())) => {
+                            return Poll::Ready(Err(scheduler.gone()))
+                        }
+                    }
+                }
+                Adding::WaitingForRoom(prepared, mut reserve) => {
+                    return match reserve.as_mut().poll(cx) {
+                        Poll::Ready(Ok(permit)) => {
+                            Poll::Ready(scheduler.send_add(permit, prepared))
+                        }
+                        Poll::Ready(Err(_)) => Poll::Ready(Err(scheduler.gone())),
+                        Poll::Pending => {
+                            this.state = Adding::WaitingForRoom(prepared, reserve);
+                            Poll::Pending
+                        }
+                    };
+                }
+                Adding::Done => panic!("`AddJobFuture` polled after it completed"),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for AddJobFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            Adding::Start(_) => "not started",
+            Adding::WaitingForRoom(..) => "waiting for room in the core's channel",
+            Adding::Done => "done",
+        };
+        f.debug_struct("AddJobFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 

@@ -167,19 +167,12 @@ impl Core {
     }
 
     fn add(&mut self, key: Key, entry: Entry, replaces: Option<Key>) {
-        // The job this one replaces goes first, whatever happens to this one.
         if let Some(old) = replaces {
             self.commit(old, Change::Remove(Removal::Replaced));
         }
-        // Handles send commands in the order they change the index, so an id that no longer
-        // names this key was removed or replaced by a command queued behind this one: the job
-        // would only be dropped again.
-        let mut index = self.shared.index();
-        if index.key_of(&entry.id) != Some(key) {
-            index.release(key, &entry.id);
-            return;
-        }
-        drop(index);
+        // Handles send commands in the order they change the index: if the id was removed or
+        // replaced since, that command is queued behind this one and will undo it, as it would
+        // had the core been quicker.
         self.commit(key, Change::Add(entry));
     }
 

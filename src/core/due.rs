@@ -155,7 +155,7 @@ mod tests {
         let mut kept = Vec::new();
         for i in 0..100_000 {
             let id = JobId::new(&i.to_string());
-            let (key, _) = index.enter(id.clone());
+            let (key, _) = index.enter(id.clone(), false).unwrap();
             let entry = Entry::new(
                 id.clone(),
                 None,

@@ -65,16 +65,31 @@ impl Index {
         self.ids.len()
     }
 
-    /// Enters a new job's id under a fresh key (a freed slot's next generation, or a new slot),
-    /// and returns the key the id named before, if any.
-    pub(crate) fn enter(&mut self, id: JobId) -> (Key, Option<Key>) {
-        let key = self.free.pop().unwrap_or_else(|| {
-            let slot = self.next_slot;
-            // Four billion jobs cannot fit in memory before this wraps.
-            self.next_slot = self.next_slot.wrapping_add(1);
-            Key::new(slot, 0)
-        });
-        (key, self.ids.insert(id, key))
+    /// Enters a new job's id under a fresh key (a freed slot's next generation, or a new slot)
+    /// and returns the key the id named before, if any; `None` (and no change) when the id is
+    /// taken and `replace` is not set. One hash of the id either way.
+    pub(crate) fn enter(&mut self, id: JobId, replace: bool) -> Option<(Key, Option<Key>)> {
+        let (free, next_slot) = (&mut self.free, &mut self.next_slot);
+        let mut fresh = || {
+            free.pop().unwrap_or_else(|| {
+                let slot = *next_slot;
+                // Four billion jobs cannot fit in memory before this wraps.
+                *next_slot = next_slot.wrapping_add(1);
+                Key::new(slot, 0)
+            })
+        };
+        match self.ids.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) if !replace => None,
+            std::collections::hash_map::Entry::Occupied(mut taken) => {
+                let key = fresh();
+                Some((key, Some(taken.insert(key))))
+            }
+            std::collections::hash_map::Entry::Vacant(free_id) => {
+                let key = fresh();
+                free_id.insert(key);
+                Some((key, None))
+            }
+        }
     }
 
     /// Takes an id out; its job's key is released by the core once it has dropped the job.
@@ -121,6 +136,9 @@ impl NextRun {
 
     /// When it runs.
     pub(crate) fn at(self) -> DateTime<Utc> {
+        if self.jitter_ms == 0 {
+            return self.regular;
+        }
         self.regular
             .checked_add_signed(TimeDelta::milliseconds(i64::from(self.jitter_ms)))
             .unwrap_or(self.regular)
@@ -366,11 +384,11 @@ mod tests {
     #[test]
     fn a_reused_slot_never_answers_to_its_old_key() {
         let (mut index, mut table) = (Index::default(), JobTable::default());
-        let (old, _) = index.enter(JobId::new("a"));
+        let (old, _) = index.enter(JobId::new("a"), false).unwrap();
         table.insert(old, entry("a"));
         assert_eq!(table.remove(old), Some(JobId::new("a")));
         index.release(old, &JobId::new("a"));
-        let (new, replaced) = index.enter(JobId::new("b"));
+        let (new, replaced) = index.enter(JobId::new("b"), false).unwrap();
         assert_eq!(replaced, None);
         assert_eq!(new.slot(), old.slot(), "the slot is reused");
         table.insert(new, entry("b"));
@@ -383,8 +401,9 @@ mod tests {
     #[test]
     fn releasing_an_old_key_keeps_the_newer_job_of_the_id() {
         let mut index = Index::default();
-        let (first, _) = index.enter(JobId::new("a"));
-        let (second, replaced) = index.enter(JobId::new("a"));
+        let (first, _) = index.enter(JobId::new("a"), false).unwrap();
+        assert!(index.enter(JobId::new("a"), false).is_none(), "taken");
+        let (second, replaced) = index.enter(JobId::new("a"), true).unwrap();
         assert_eq!(replaced, Some(first));
         index.release(first, &JobId::new("a"));
         assert_eq!(index.key_of("a"), Some(second));
