@@ -87,6 +87,7 @@ mod job;
 mod registry;
 mod scheduler;
 mod serde_util;
+pub mod store;
 pub mod sync;
 pub mod trigger;
 #[cfg(feature = "axum")]
@@ -96,7 +97,7 @@ mod zone;
 
 pub use chrono_tz as tz;
 pub use clock::{Clock, SystemClock, TestClock};
-pub use error::{Error, Result};
+pub use error::{Cause, Error, Result};
 pub use event::{Event, EventMask, EventStream};
 pub use job::{
     marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, MisfireGrace, Task,

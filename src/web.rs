@@ -401,6 +401,10 @@ fn classify(error: &Error) -> (StatusCode, &'static str, Option<String>) {
         Error::Shutdown => (S::SERVICE_UNAVAILABLE, "shutdown", None),
         Error::Closed => (S::SERVICE_UNAVAILABLE, "closed", None),
         Error::Runtime(_) => (S::INTERNAL_SERVER_ERROR, "runtime", None),
+        Error::Store { .. } => (S::SERVICE_UNAVAILABLE, "store", None),
+        Error::StoreSchema { .. } => (S::INTERNAL_SERVER_ERROR, "store_schema", None),
+        Error::NotDurable { .. } => (S::BAD_REQUEST, "not_durable", Some("task".into())),
+        Error::UnknownStore(_) => (S::BAD_REQUEST, "unknown_store", Some("store".into())),
     }
 }
 

@@ -53,9 +53,17 @@ fn the_readme_prints_these_tests_as_they_are() {
         .and_then(|rest| rest.split("```").next())
         .expect("the README's testing snippet");
     for line in block.lines().filter(|l| !l.trim().is_empty()) {
-        assert!(this.contains(line), "README line not in tests/readme.rs: {line}");
+        assert!(
+            this.contains(line),
+            "README line not in tests/readme.rs: {line}"
+        );
     }
-    let (imports, test) = block.split_once("#[tokio::test").expect("a test in the snippet");
+    let (imports, test) = block
+        .split_once("#[tokio::test")
+        .expect("a test in the snippet");
     assert!(this.contains(imports.trim()), "imports differ");
-    assert!(this.contains(&format!("#[tokio::test{test}")), "the test differs");
+    assert!(
+        this.contains(&format!("#[tokio::test{test}")),
+        "the test differs"
+    );
 }
