@@ -1,0 +1,325 @@
+//! The thread, runtime and async scheduler behind a sync scheduler, and the waits and listener
+//! threads it adds.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+use super::Events;
+use crate::{Error, Event, EventMask, Result, Scheduler, SchedulerBuilder};
+
+thread_local! {
+    /// The facade whose runtime, host or listener thread this is (0: none), so a call from a
+    /// job never waits for itself.
+    static OWNER: Cell<u64> = const { Cell::new(0) };
+    /// Set on a host thread that also drives a current-thread runtime's tasks: a blocking wait
+    /// there would stop the core it waits for.
+    static DRIVER: Cell<u64> = const { Cell::new(0) };
+}
+
+static NEXT_HOST_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What both facade builders collect.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) scheduler: SchedulerBuilder,
+    pub(crate) runtime: Option<tokio::runtime::Builder>,
+    pub(crate) handle_signals: bool,
+    pub(crate) thread_name: &'static str,
+}
+
+/// The thread, runtime and async scheduler behind a sync scheduler. Sync schedulers are
+/// `Arc<Host>` handles; dropping the last one shuts the scheduler down and joins the thread.
+pub(crate) struct Host {
+    id: u64,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) handle: Handle,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    listeners: Mutex<Vec<JoinHandle<()>>>,
+    /// Set by `shutdown_timeout`: runs still going may be abandoned, so the runtime is dropped
+    /// without waiting for its blocking threads.
+    abandon: Arc<AtomicBool>,
+    /// Whether `start` installs the Ctrl-C / SIGTERM handler (only then, so a scheduler that
+    /// is built but never started leaves the program's signals alone).
+    handle_signals: bool,
+    signals_watched: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only join handles live behind these locks; a panic cannot leave them half-changed.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Host {
+    /// Starts the thread and its runtime, and builds the scheduler inside it (stopped).
+    pub(crate) fn spawn(config: Config) -> Result<Arc<Host>> {
+        let id = NEXT_HOST_ID.fetch_add(1, Ordering::Relaxed);
+        let mut runtime = config.runtime.unwrap_or_else(|| {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            // Workers only poll the core and async jobs; blocking jobs have their own pool.
+            builder.worker_threads(2).thread_name("apsched");
+            builder
+        });
+        runtime
+            .enable_all()
+            .on_thread_start(move || OWNER.with(|o| o.set(id)));
+        let abandon = Arc::new(AtomicBool::new(false));
+        let abandon_in_thread = Arc::clone(&abandon);
+        let scheduler_builder = config.scheduler;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(config.thread_name.into())
+            .spawn(move || {
+                OWNER.with(|o| o.set(id));
+                let runtime = match runtime.build() {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(Error::Runtime(error.to_string())));
+                        return;
+                    }
+                };
+                if runtime.handle().runtime_flavor() == RuntimeFlavor::CurrentThread {
+                    DRIVER.with(|d| d.set(id));
+                }
+                runtime.block_on(async move {
+                    let scheduler = scheduler_builder.build();
+                    let stopped = scheduler.stopped();
+                    let _ = ready_tx.send(Ok((scheduler, Handle::current())));
+                    // The core closes its channel when it has stopped, after its last run.
+                    stopped.await;
+                });
+                // Dropped here, on its own thread, never inside a caller's async context.
+                // Dropping waits for the blocking pool's threads, unless runs were abandoned.
+                if abandon_in_thread.load(Ordering::Acquire) {
+                    runtime.shutdown_background();
+                } else {
+                    drop(runtime);
+                }
+            })
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        let ready = ready_rx.recv();
+        let (scheduler, handle) = match ready {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(error)) => {
+                let _ = thread.join();
+                return Err(error);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(Error::Runtime("the scheduler thread stopped early".into()));
+            }
+        };
+        let host = Arc::new(Host {
+            id,
+            scheduler,
+            handle,
+            thread: Mutex::new(Some(thread)),
+            listeners: Mutex::new(Vec::new()),
+            abandon,
+            handle_signals: config.handle_signals,
+            signals_watched: AtomicBool::new(false),
+        });
+        Ok(host)
+    }
+
+    fn on_own_thread(&self) -> bool {
+        OWNER.with(Cell::get) == self.id
+    }
+
+    /// Waits for `fut` (a send to the core or its reply) on the calling thread.
+    ///
+    /// # Panics
+    /// From an async job of this scheduler on a current-thread runtime: the wait would stop the
+    /// only thread that runs the core, so it could never end.
+    pub(crate) fn wait<F: Future>(&self, fut: F) -> F::Output {
+        assert!(
+            DRIVER.with(Cell::get) != self.id,
+            "apsched: a blocking call from an async job on the scheduler's own current-thread \
+             runtime would deadlock; use the async handle (JobContext::scheduler) there"
+        );
+        // Unconstrained: inside a Tokio task whose cooperative budget is spent, the channel
+        // futures would return `Pending` forever under a foreign executor.
+        let fut = tokio::task::unconstrained(fut);
+        let run = move || {
+            // The scheduler's clock (a test clock follows the runtime's paused time) must read
+            // the scheduler's runtime, not the caller's.
+            let _enter = self.handle.enter();
+            futures::executor::block_on(fut)
+        };
+        let on_multi_thread_runtime = Handle::try_current()
+            .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if self.on_own_thread() && on_multi_thread_runtime {
+            // An async job of ours: hand this worker's other tasks (maybe the core) to another
+            // worker while we block. On a blocking-pool thread this just runs `run`.
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        }
+    }
+
+    /// Runs a synchronous part of the async scheduler (a clock read) inside the scheduler's
+    /// runtime context.
+    pub(crate) fn enter<T>(&self, f: impl FnOnce(&Scheduler) -> T) -> T {
+        let _enter = self.handle.enter();
+        f(&self.scheduler)
+    }
+
+    /// Shuts the core down on Ctrl-C (SIGINT) or SIGTERM, waiting for running jobs.
+    fn watch_signals(&self) {
+        if self.signals_watched.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let scheduler = self.scheduler.clone();
+        self.handle.spawn(async move {
+            let ctrl_c = async {
+                if let Err(error) = tokio::signal::ctrl_c().await {
+                    tracing::warn!(%error, "apsched: cannot listen for Ctrl-C");
+                    std::future::pending::<()>().await;
+                }
+            };
+            #[cfg(unix)]
+            let terminate = async {
+                use tokio::signal::unix::{signal, SignalKind};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut stream) => {
+                        stream.recv().await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "apsched: cannot listen for SIGTERM");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            #[cfg(not(unix))]
+            let terminate = std::future::pending::<()>();
+            tokio::select! {
+                () = ctrl_c => {}
+                () = terminate => {}
+            }
+            tracing::info!("apsched: signal received, shutting down (waiting for running jobs)");
+            let _ = scheduler.shutdown().await;
+        });
+    }
+
+    pub(crate) fn start(&self, paused: bool) -> Result<()> {
+        if paused {
+            self.wait(self.scheduler.start_paused())?;
+        } else {
+            self.wait(self.scheduler.start())?;
+        }
+        if self.handle_signals {
+            self.watch_signals();
+        }
+        Ok(())
+    }
+
+    /// Blocks until the core has stopped, then joins the threads.
+    pub(crate) fn wait_stopped(&self) {
+        if !self.on_own_thread() {
+            self.wait(self.scheduler.stopped());
+        }
+        self.join();
+    }
+
+    pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> Result<()> {
+        if timeout.is_some() {
+            self.abandon.store(true, Ordering::Release);
+        }
+        if self.on_own_thread() {
+            // From a job or a listener: waiting for the running jobs would wait for ourselves.
+            self.scheduler.ensure_open()?;
+            self.request_shutdown(timeout);
+            return Ok(());
+        }
+        match timeout {
+            Some(timeout) => drop(self.wait(self.scheduler.shutdown_timeout(timeout))?),
+            None => self.wait(self.scheduler.shutdown())?,
+        }
+        self.join();
+        Ok(())
+    }
+
+    fn request_shutdown(&self, timeout: Option<Duration>) {
+        let scheduler = self.scheduler.clone();
+        self.handle.spawn(async move {
+            let _ = match timeout {
+                Some(timeout) => scheduler.shutdown_timeout(timeout).await.map(drop),
+                None => scheduler.shutdown().await,
+            };
+        });
+    }
+
+    /// Joins the scheduler thread and the listener threads. Concurrent callers all return
+    /// after the join: the lock is held through it.
+    fn join(&self) {
+        if self.on_own_thread() {
+            return;
+        }
+        {
+            let mut thread = lock(&self.thread);
+            if let Some(thread) = thread.take() {
+                if thread.join().is_err() {
+                    tracing::error!("apsched: the scheduler thread panicked");
+                }
+            }
+        }
+        let listeners = std::mem::take(&mut *lock(&self.listeners));
+        for listener in listeners {
+            // A listener that panicked was already reported on its thread.
+            let _ = listener.join();
+        }
+    }
+
+    pub(crate) fn events(&self) -> Events {
+        let stream = self.scheduler.subscribe();
+        // Subscribed after the core stopped, the stream would wait forever for its last event.
+        let stopped = self.scheduler.is_stopped();
+        Events::new(stream, stopped)
+    }
+
+    pub(crate) fn add_listener<F>(&self, mask: EventMask, mut listener: F) -> Result<()>
+    where
+        F: FnMut(&Event) + Send + 'static,
+    {
+        self.scheduler.ensure_open()?;
+        let events = self.events();
+        let id = self.id;
+        let thread = std::thread::Builder::new()
+            .name("apsched-listener".into())
+            .spawn(move || {
+                OWNER.with(|o| o.set(id));
+                for event in events.filter(|event| mask.matches(event)) {
+                    let called = std::panic::catch_unwind(AssertUnwindSafe(|| listener(&event)));
+                    if called.is_err() {
+                        tracing::error!(?event, "apsched: an event listener panicked");
+                    }
+                }
+            })
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        let mut listeners = lock(&self.listeners);
+        listeners.retain(|l| !l.is_finished());
+        listeners.push(thread);
+        Ok(())
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if !self.scheduler.is_stopped() {
+            if self.on_own_thread() {
+                // The last handle went with a job (or a listener) of this scheduler: ask the
+                // core to stop; the thread ends on its own.
+                self.request_shutdown(None);
+                return;
+            }
+            let _ = self.wait(self.scheduler.shutdown());
+        }
+        self.join();
+    }
+}
