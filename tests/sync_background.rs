@@ -1,7 +1,7 @@
 //! The background scheduler: jobs run on its thread, every call works from any thread with or
 //! without a Tokio runtime, shutdown and drop wait for running jobs and join the thread, and
-//! the blocking pool keeps its bound. Ordering is observed through channels and gates, never
-//! by sleeping.
+//! the blocking pool keeps its bound. Ordering is observed through channels and gates, never by sleeping: tests with time
+//! in them run on a paused runtime with a `TestClock`, and every wait is bounded.
 
 mod sync_common;
 
@@ -10,11 +10,16 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apsched::trigger::{Cron, Interval, Trigger};
+use apsched::trigger::{Cron, Date, Interval, Trigger};
 use apsched::{BackgroundScheduler, Error, Event, EventMask, SchedulerState, TestClock, Zone};
-use chrono::{TimeZone, Timelike, Utc};
-use sync_common::{recv, Gate, ThreadExit};
+use chrono::{TimeDelta, Timelike};
+use sync_common::{
+    bounded, event_channel, executed, paused_runtime, recv, start_time, wait_for, wait_until, Gate,
+    HeldClock, ThreadExit,
+};
 
+/// A scheduler on the default runtime and the system clock, for tests with no time in them
+/// (jobs run by `run_job_now`).
 fn scheduler() -> BackgroundScheduler {
     BackgroundScheduler::builder()
         .timezone(Zone::UTC)
@@ -22,16 +27,25 @@ fn scheduler() -> BackgroundScheduler {
         .unwrap()
 }
 
+/// A scheduler on a paused runtime with a `TestClock`, and that clock held still.
+fn paused() -> (BackgroundScheduler, HeldClock) {
+    let scheduler = BackgroundScheduler::builder()
+        .timezone(Zone::UTC)
+        .clock(TestClock::new(start_time()))
+        .runtime(paused_runtime())
+        .build()
+        .unwrap();
+    let clock = HeldClock::new(scheduler.runtime_handle());
+    (scheduler, clock)
+}
+
 #[test]
 fn sync_and_async_jobs_run_without_a_runtime() {
-    let scheduler = scheduler();
+    let (scheduler, clock) = paused();
     let (tx, rx) = mpsc::channel();
     let sync_tx = tx.clone();
     scheduler
-        .add_job(
-            move || sync_tx.send("sync").unwrap(),
-            Interval::every(Duration::from_millis(10)),
-        )
+        .add_job(move || sync_tx.send("sync").unwrap(), Interval::seconds(10))
         .id("sync")
         .add()
         .unwrap();
@@ -41,44 +55,79 @@ fn sync_and_async_jobs_run_without_a_runtime() {
                 let tx = tx.clone();
                 async move { tx.send("async").unwrap() }
             },
-            Interval::every(Duration::from_millis(10)),
+            Interval::seconds(10),
         )
         .id("async")
         .add()
         .unwrap();
     assert_eq!(scheduler.state(), SchedulerState::Stopped);
+    assert_eq!(
+        format!("{scheduler:?}"),
+        "BackgroundScheduler { state: Stopped, .. }"
+    );
+    let events = event_channel(&scheduler);
     scheduler.start().unwrap();
-    let mut seen = std::collections::HashSet::new();
-    while seen.len() < 2 {
-        seen.insert(recv(&rx));
+    for round in 1..=2 {
+        clock.advance(Duration::from_secs(10));
+        let mut seen = [recv(&rx), recv(&rx)];
+        seen.sort_unstable();
+        assert_eq!(seen, ["async", "sync"], "round {round}");
+        executed(&events, &["async", "sync"]);
     }
-    let ids: Vec<String> = scheduler
+    // Nothing more is due before the clock moves on.
+    assert!(rx.try_recv().is_err());
+    let mut ids: Vec<String> = scheduler
         .get_jobs()
         .unwrap()
         .into_iter()
         .map(|j| j.id.to_string())
         .collect();
-    assert_eq!(ids.len(), 2);
+    ids.sort();
+    assert_eq!(ids, ["async", "sync"]);
+    drop(clock);
     scheduler.shutdown().unwrap();
     assert_eq!(scheduler.state(), SchedulerState::ShutDown);
     assert_eq!(scheduler.shutdown(), Err(Error::Shutdown));
+    assert_eq!(
+        scheduler.shutdown_timeout(Duration::ZERO),
+        Err(Error::Shutdown)
+    );
     assert!(matches!(scheduler.get_jobs(), Err(Error::Shutdown)));
 }
 
 #[test]
+fn add_job_reads_the_schedulers_clock_not_the_callers() {
+    let (scheduler, clock) = paused();
+    // A day on the scheduler's clock; the caller's (real) clock has not moved.
+    clock.advance(Duration::from_secs(86_400));
+    let now = scheduler.now();
+    assert!(now >= start_time() + TimeDelta::days(1), "{now}");
+    let job = scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("hourly")
+        .add()
+        .unwrap();
+    assert_eq!(
+        job.next_run_time.map(|at| at.with_timezone(&chrono::Utc)),
+        Some(now + TimeDelta::hours(1))
+    );
+    drop(clock);
+}
+
+#[test]
 fn pause_resume_and_remove_from_other_threads() {
-    let scheduler = scheduler();
+    let (scheduler, clock) = paused();
     let (tx, rx) = mpsc::channel();
     scheduler
-        .add_job(
-            move || tx.send(()).unwrap(),
-            Interval::every(Duration::from_millis(5)),
-        )
+        .add_job(move || tx.send(()).unwrap(), Interval::seconds(5))
         .id("tick")
         .add()
         .unwrap();
+    let events = event_channel(&scheduler);
     scheduler.start().unwrap();
+    clock.advance(Duration::from_secs(5));
     recv(&rx);
+    executed(&events, &["tick"]);
 
     let other = scheduler.clone();
     std::thread::spawn(move || {
@@ -90,6 +139,9 @@ fn pause_resume_and_remove_from_other_threads() {
     .unwrap();
     assert_eq!(scheduler.state(), SchedulerState::Paused);
     assert!(scheduler.get_job("tick").unwrap().paused);
+    // Paused: time passes (past eleven fire times, not onto a twelfth), and the job does
+    // not run.
+    clock.advance(Duration::from_secs(57));
 
     let other = scheduler.clone();
     std::thread::spawn(move || {
@@ -99,11 +151,11 @@ fn pause_resume_and_remove_from_other_threads() {
     })
     .join()
     .unwrap();
-    // Runs again: drain what ran before the pause, then see a fresh run.
-    while rx.try_recv().is_ok() {}
+    // Its next run is the first fire time after now, 3 s away.
+    assert!(rx.try_recv().is_err(), "the job ran while paused");
+    clock.advance(Duration::from_secs(3));
     recv(&rx);
 
-    let mut events = scheduler.events();
     let other = scheduler.clone();
     std::thread::spawn(move || other.remove_job("tick").unwrap())
         .join()
@@ -112,7 +164,12 @@ fn pause_resume_and_remove_from_other_threads() {
         scheduler.get_job("tick"),
         Err(Error::JobNotFound(_))
     ));
-    assert!(events.any(|e| matches!(e, Event::JobRemoved { job_id } if job_id == "tick")));
+    wait_for(
+        &events,
+        "JobRemoved",
+        |e| matches!(e, Event::JobRemoved { job_id } if job_id == "tick"),
+    );
+    drop(clock);
 }
 
 #[test]
@@ -176,9 +233,9 @@ fn shutdown_waits_for_a_running_sync_job() {
         done_tx.send(()).unwrap();
     });
     // Shutdown has begun (new calls are refused) but cannot end while the job runs.
-    while scheduler.state() != SchedulerState::ShutDown {
-        std::thread::yield_now();
-    }
+    wait_until("shutting down", || {
+        scheduler.state() == SchedulerState::ShutDown
+    });
     assert!(done_rx.try_recv().is_err());
     gate.open(1);
     recv(&done_rx);
@@ -218,7 +275,7 @@ fn drop_shuts_down_and_joins_the_thread() {
     scheduler.run_job_now("mark").unwrap();
     recv(&rx);
     assert!(!exit.exited());
-    drop(scheduler);
+    bounded("drop", move || drop(scheduler));
     assert!(
         exit.exited(),
         "drop returned before the scheduler thread ended"
@@ -247,14 +304,25 @@ fn drop_waits_for_a_running_sync_job() {
     scheduler.start().unwrap();
     scheduler.run_job_now("slow").unwrap();
     recv(&started_rx);
-    gate.open(1);
-    drop(scheduler);
-    assert!(finished.load(Ordering::SeqCst));
+    // The job is let go only once the drop below has begun the shutdown.
+    let async_handle = scheduler.scheduler().clone();
+    let opener = std::thread::spawn(move || {
+        wait_until("shutting down", || {
+            async_handle.state() == SchedulerState::ShutDown
+        });
+        gate.open(1);
+    });
+    bounded("drop", move || drop(scheduler));
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "drop returned before the job ended"
+    );
+    opener.join().unwrap();
 }
 
 #[test]
 fn a_slow_sync_job_does_not_delay_other_jobs() {
-    let scheduler = scheduler();
+    let (scheduler, clock) = paused();
     let gate = Gate::new();
     let (started_tx, started_rx) = mpsc::channel();
     let g = gate.clone();
@@ -271,25 +339,30 @@ fn a_slow_sync_job_does_not_delay_other_jobs() {
         .unwrap();
     let (tick_tx, tick_rx) = mpsc::channel();
     scheduler
-        .add_job(
-            move || tick_tx.send(()).unwrap(),
-            Interval::every(Duration::from_millis(5)),
-        )
+        .add_job(move || tick_tx.send(()).unwrap(), Interval::seconds(5))
         .id("fast")
         .add()
         .unwrap();
+    let events = event_channel(&scheduler);
     scheduler.start().unwrap();
     scheduler.run_job_now("slow").unwrap();
     recv(&started_rx);
-    // The slow job holds its thread until the gate opens; the fast one keeps running.
+    // The slow job holds its thread until the gate opens; the fast one runs on time, each
+    // time the clock reaches it.
     for _ in 0..5 {
+        clock.advance(Duration::from_secs(5));
         recv(&tick_rx);
+        executed(&events, &["fast"]);
     }
     // And max_instances (1) applies to the sync job: a second run is skipped, not queued.
-    let mut events = scheduler.events();
     scheduler.run_job_now("slow").unwrap();
-    assert!(events.any(|e| matches!(e, Event::JobMaxInstances { job_id, .. } if job_id == "slow")));
+    wait_for(
+        &events,
+        "JobMaxInstances",
+        |e| matches!(e, Event::JobMaxInstances { job_id, .. } if job_id == "slow"),
+    );
     gate.open(1);
+    drop(clock);
     scheduler.shutdown().unwrap();
 }
 
@@ -319,17 +392,18 @@ fn the_pool_bound_holds() {
             .add()
             .unwrap();
     }
-    let mut events = scheduler.events();
+    let events = scheduler.events();
     scheduler.start().unwrap();
     for i in 0..=POOL {
         scheduler.run_job_now(&format!("job-{i}")).unwrap();
     }
     // All eleven runs were submitted...
-    let submitted = events
-        .by_ref()
-        .filter(|e| matches!(e, Event::JobSubmitted { .. }))
-        .take(POOL + 1)
-        .count();
+    let submitted = bounded("eleven submissions", move || {
+        events
+            .filter(|e| matches!(e, Event::JobSubmitted { .. }))
+            .take(POOL + 1)
+            .count()
+    });
     assert_eq!(submitted, POOL + 1);
     // ...ten hold the pool, and the eleventh waits for a thread.
     for _ in 0..POOL {
@@ -374,8 +448,9 @@ fn listeners_get_masked_events_on_their_own_thread() {
     scheduler.run_job_now("works").unwrap();
     assert!(matches!(recv(&rx).0, Event::JobExecuted { .. }));
     scheduler.shutdown().unwrap();
-    // Nothing else matched the mask (not even SchedulerShutdown), and the thread was joined.
-    assert!(rx.try_recv().is_err());
+    // Nothing else matched the mask (not even SchedulerShutdown), and the thread was joined:
+    // its closure, the channel's sender, is gone.
+    assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
 }
 
 #[test]
@@ -390,7 +465,8 @@ fn a_job_can_shut_the_scheduler_down() {
     let events = scheduler.events();
     scheduler.start().unwrap();
     scheduler.run_job_now("stop").unwrap();
-    let last = events.last();
+    // The blocking iterator ends with the shutdown.
+    let last = bounded("the events", move || events.last());
     assert_eq!(last, Some(Event::SchedulerShutdown));
     assert_eq!(scheduler.state(), SchedulerState::ShutDown);
 }
@@ -400,15 +476,16 @@ async fn usable_inside_a_multi_thread_runtime() {
     let scheduler = scheduler();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     scheduler
-        .add_job(
-            move || tx.send(()).unwrap(),
-            Interval::every(Duration::from_millis(5)),
-        )
+        .add_job(move || tx.send(()).unwrap(), Interval::hours(1))
         .id("tick")
         .add()
         .unwrap();
     scheduler.start().unwrap();
-    rx.recv().await.unwrap();
+    scheduler.run_job_now("tick").unwrap();
+    tokio::time::timeout(sync_common::BOUND, rx.recv())
+        .await
+        .expect("the job ran")
+        .unwrap();
     scheduler.pause_job("tick").unwrap();
     assert_eq!(scheduler.get_jobs().unwrap().len(), 1);
     // The async handle of the same scheduler awaits instead of blocking.
@@ -426,12 +503,16 @@ async fn usable_inside_a_current_thread_runtime() {
                 let tx = tx.clone();
                 async move { tx.send(()).unwrap() }
             },
-            Interval::every(Duration::from_millis(5)),
+            Date::at(scheduler.now()),
         )
+        .misfire_grace_time(None)
         .add()
         .unwrap();
     scheduler.start().unwrap();
-    rx.recv().await.unwrap();
+    tokio::time::timeout(sync_common::BOUND, rx.recv())
+        .await
+        .expect("the job ran")
+        .unwrap();
     scheduler.shutdown().unwrap();
 }
 
@@ -439,13 +520,11 @@ async fn usable_inside_a_current_thread_runtime() {
 fn days_of_cron_in_milliseconds_on_a_paused_runtime() {
     // A test clock follows the scheduler runtime's clock; started paused, that runtime jumps to
     // each next timer whenever it is idle, so midnight comes at once.
-    let clock = TestClock::new(Utc.with_ymd_and_hms(2024, 1, 1, 0, 30, 0).unwrap());
-    let mut runtime = tokio::runtime::Builder::new_current_thread();
-    runtime.start_paused(true);
+    let clock = TestClock::new(start_time() + TimeDelta::minutes(30));
     let scheduler = BackgroundScheduler::builder()
         .timezone(Zone::UTC)
         .clock(clock.clone())
-        .runtime(runtime)
+        .runtime(paused_runtime())
         .build()
         .unwrap();
     let (tx, rx) = mpsc::channel();

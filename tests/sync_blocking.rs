@@ -1,6 +1,7 @@
 //! The blocking scheduler: `start()` blocks until shutdown (from a job, another thread or a
-//! signal), shutdown waits for running jobs, calls from other threads work meanwhile, and it
-//! works inside and outside a Tokio runtime. Ordering is observed through channels and gates.
+//! signal), shutdown waits for running jobs, calls from other threads work meanwhile, and it works inside and outside a Tokio runtime. Ordering is
+//! observed through channels and gates, time is a paused runtime's with a `TestClock`, and
+//! every wait is bounded (`start` itself runs under a bound).
 //!
 //! Every test but the signal test turns signal handling off: the signal test sends SIGTERM to
 //! this whole test process.
@@ -12,10 +13,14 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use apsched::trigger::Interval;
-use apsched::{BlockingScheduler, Error, Event, SchedulerState, Zone};
-use sync_common::{recv, Gate, ThreadExit};
+use apsched::trigger::{Date, Interval};
+use apsched::{BlockingScheduler, Error, Event, SchedulerState, TestClock, Zone};
+use sync_common::{
+    bounded, event_channel, executed, paused_runtime, recv, start_time, wait_for, wait_until, Gate,
+    HeldClock, ThreadExit,
+};
 
+/// A scheduler on the default runtime and the system clock, for tests with no time in them.
 fn scheduler() -> BlockingScheduler {
     BlockingScheduler::builder()
         .timezone(Zone::UTC)
@@ -24,9 +29,37 @@ fn scheduler() -> BlockingScheduler {
         .unwrap()
 }
 
+/// A scheduler on a paused runtime with a `TestClock`, and that clock held still.
+fn paused() -> (BlockingScheduler, HeldClock) {
+    let sched = BlockingScheduler::builder()
+        .timezone(Zone::UTC)
+        .handle_signals(false)
+        .clock(TestClock::new(start_time()))
+        .runtime(paused_runtime())
+        .build()
+        .unwrap();
+    let clock = HeldClock::new(sched.runtime_handle());
+    (sched, clock)
+}
+
+/// Runs `start()` under a bound, so a scheduler that never stops fails the test.
+fn start(sched: &BlockingScheduler) -> apsched::Result<()> {
+    let sched = sched.clone();
+    bounded("start", move || sched.start())
+}
+
+/// Due as soon as the scheduler starts.
+fn at_start(sched: &BlockingScheduler) -> Date {
+    Date::at(sched.now())
+}
+
 #[test]
 fn start_blocks_until_a_job_shuts_it_down() {
-    let sched = scheduler();
+    let (sched, clock) = paused();
+    assert_eq!(
+        format!("{sched:?}"),
+        "BlockingScheduler { state: Stopped, .. }"
+    );
     let handle = sched.clone();
     let runs = Arc::new(AtomicU32::new(0));
     let r = runs.clone();
@@ -37,11 +70,24 @@ fn start_blocks_until_a_job_shuts_it_down() {
                     handle.shutdown().unwrap();
                 }
             },
-            Interval::every(Duration::from_millis(5)),
+            Interval::seconds(5),
         )
+        .id("counter")
         .add()
         .unwrap();
-    sched.start().unwrap();
+    let events = event_channel(&sched);
+    let observer = sched.clone();
+    let driver = std::thread::spawn(move || {
+        wait_until("running", || observer.state() == SchedulerState::Running);
+        // One run per step of the clock, each waited for before the next step.
+        for _ in 0..3 {
+            clock.advance(Duration::from_secs(5));
+            executed(&events, &["counter"]);
+        }
+        // The clock is let go only now (dropping it lets the runtime end).
+    });
+    start(&sched).unwrap();
+    driver.join().unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 3);
     assert_eq!(sched.state(), SchedulerState::ShutDown);
     assert!(matches!(sched.start(), Err(Error::Shutdown)));
@@ -61,8 +107,9 @@ fn shutdown_from_another_thread_waits_for_the_running_job() {
                 g.pass();
                 f.store(true, Ordering::SeqCst);
             },
-            Interval::every(Duration::from_millis(5)),
+            at_start(&sched),
         )
+        .misfire_grace_time(None)
         .add()
         .unwrap();
     let other = sched.clone();
@@ -72,13 +119,13 @@ fn shutdown_from_another_thread_waits_for_the_running_job() {
             let other = other.clone();
             std::thread::spawn(move || other.shutdown().unwrap())
         };
-        while other.state() != SchedulerState::ShutDown {
-            std::thread::yield_now();
-        }
+        wait_until("shutting down", || {
+            other.state() == SchedulerState::ShutDown
+        });
         gate.open(1);
         stopper.join().unwrap();
     });
-    sched.start().unwrap();
+    start(&sched).unwrap();
     assert!(
         finished.load(Ordering::SeqCst),
         "start returned before the job ended"
@@ -88,32 +135,37 @@ fn shutdown_from_another_thread_waits_for_the_running_job() {
 
 #[test]
 fn jobs_are_managed_from_other_threads_while_start_blocks() {
-    let sched = scheduler();
+    let (sched, clock) = paused();
     let (tx, rx) = mpsc::channel();
     sched
-        .add_job(
-            move || tx.send(()).unwrap(),
-            Interval::every(Duration::from_millis(5)),
-        )
+        .add_job(move || tx.send(()).unwrap(), Interval::seconds(5))
         .id("tick")
         .add()
         .unwrap();
+    let events = event_channel(&sched);
     let other = sched.clone();
     let helper = std::thread::spawn(move || {
+        wait_until("running", || other.state() == SchedulerState::Running);
+        clock.advance(Duration::from_secs(5));
         recv(&rx);
-        assert_eq!(other.state(), SchedulerState::Running);
+        executed(&events, &["tick"]);
         assert!(other.pause_job("tick").unwrap().paused);
         other.pause().unwrap();
         assert_eq!(other.state(), SchedulerState::Paused);
+        // Past eleven fire times, not onto a twelfth.
+        clock.advance(Duration::from_secs(57));
         other.resume().unwrap();
         other.resume_job("tick").unwrap().unwrap();
-        while rx.try_recv().is_ok() {}
+        assert!(rx.try_recv().is_err(), "the job ran while paused");
+        // The next run is the first fire time after now, 3 s away.
+        clock.advance(Duration::from_secs(3));
         recv(&rx);
         other.remove_job("tick").unwrap();
         assert!(other.get_jobs().unwrap().is_empty());
+        drop(clock);
         other.shutdown().unwrap();
     });
-    sched.start().unwrap();
+    start(&sched).unwrap();
     helper.join().unwrap();
 }
 
@@ -143,18 +195,18 @@ fn max_instances_and_the_pool_bound_apply_to_sync_jobs() {
             .add()
             .unwrap();
     }
-    let mut events = sched.events();
+    let events = event_channel(&sched);
     let other = sched.clone();
     let helper = std::thread::spawn(move || {
-        while other.state() != SchedulerState::Running {
-            std::thread::yield_now();
-        }
+        wait_until("running", || other.state() == SchedulerState::Running);
         for i in 0..3 {
             other.run_job_now(&format!("job-{i}")).unwrap();
         }
         // A second run of a job still running is skipped (max_instances = 1).
         other.run_job_now("job-0").unwrap();
-        assert!(events.any(|e| matches!(e, Event::JobMaxInstances { .. })));
+        wait_for(&events, "JobMaxInstances", |e| {
+            matches!(e, Event::JobMaxInstances { .. })
+        });
         recv(&started_rx);
         recv(&started_rx);
         assert_eq!(running.load(Ordering::SeqCst), 2);
@@ -168,7 +220,7 @@ fn max_instances_and_the_pool_bound_apply_to_sync_jobs() {
         other.shutdown().unwrap();
         assert_eq!(running.load(Ordering::SeqCst), 0);
     });
-    sched.start().unwrap();
+    start(&sched).unwrap();
     helper.join().unwrap();
 }
 
@@ -191,7 +243,7 @@ fn dropping_an_unstarted_scheduler_joins_its_thread() {
         .spawn(async move { tx.send(()).unwrap() });
     recv(&rx);
     assert!(!exit.exited());
-    drop(sched);
+    bounded("drop", move || drop(sched));
     assert!(
         exit.exited(),
         "drop returned before the scheduler thread ended"
@@ -208,12 +260,20 @@ async fn start_works_inside_a_tokio_runtime() {
                 let handle = handle.clone();
                 async move { handle.shutdown().unwrap() }
             },
-            Interval::every(Duration::from_millis(5)),
+            at_start(&sched),
         )
+        .misfire_grace_time(None)
         .add()
         .unwrap();
-    // Blocks this worker thread (allowed) until the async job shuts the scheduler down.
-    sched.start().unwrap();
+    // Blocks a worker thread of this runtime (allowed) until the async job shuts the scheduler
+    // down.
+    let starter = sched.clone();
+    let started = tokio::spawn(async move { starter.start() });
+    tokio::time::timeout(sync_common::BOUND, started)
+        .await
+        .expect("start returned")
+        .unwrap()
+        .unwrap();
     assert_eq!(sched.state(), SchedulerState::ShutDown);
 }
 
