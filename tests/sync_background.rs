@@ -203,6 +203,42 @@ fn modify_reschedule_and_remove_all() {
 }
 
 #[test]
+fn job_count_and_running_jobs_without_a_round_trip() {
+    let scheduler = scheduler();
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let g = gate.clone();
+    scheduler
+        .add_job(
+            move || {
+                started_tx.send(()).unwrap();
+                g.pass();
+            },
+            Interval::hours(1),
+        )
+        .id("slow")
+        .add()
+        .unwrap();
+    scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("idle")
+        .paused()
+        .add()
+        .unwrap();
+    assert_eq!((scheduler.job_count(), scheduler.running_jobs()), (2, 0));
+    scheduler.start().unwrap();
+    scheduler.run_job_now("slow").unwrap();
+    recv(&started_rx);
+    assert_eq!(scheduler.running_jobs(), 1);
+    gate.open(1);
+    wait_until("the run counted as ended", || scheduler.running_jobs() == 0);
+    scheduler.remove_job("idle").unwrap();
+    assert_eq!(scheduler.job_count(), 1);
+    scheduler.shutdown().unwrap();
+    assert_eq!(scheduler.job_count(), 0);
+}
+
+#[test]
 fn shutdown_waits_for_a_running_sync_job() {
     let scheduler = scheduler();
     let gate = Gate::new();
@@ -410,6 +446,7 @@ fn the_pool_bound_holds() {
         recv(&started_rx);
     }
     assert_eq!(running.load(Ordering::SeqCst), POOL);
+    assert_eq!(scheduler.running_jobs(), POOL + 1);
     assert!(started_rx.try_recv().is_err());
     // One finishes: the eleventh gets its thread.
     gate.open(1);

@@ -85,6 +85,18 @@ impl<M: Mode> SyncScheduler<M> {
         self.host.scheduler.state()
     }
 
+    /// How many jobs the scheduler holds, paused ones included; read without waiting for the
+    /// core, as [`Scheduler::job_count`].
+    pub fn job_count(&self) -> usize {
+        self.host.scheduler.job_count()
+    }
+
+    /// How many job runs are under way now, across all jobs; read without waiting for the
+    /// core, as [`Scheduler::running_jobs`].
+    pub fn running_jobs(&self) -> usize {
+        self.host.scheduler.running_jobs()
+    }
+
     /// The zone used for triggers that name none.
     pub fn timezone(&self) -> Zone {
         self.host.scheduler.timezone()
