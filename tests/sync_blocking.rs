@@ -3,8 +3,8 @@
 //! observed through channels and gates, time is a paused runtime's with a `TestClock`, and
 //! every wait is bounded (`start` itself runs under a bound).
 //!
-//! Every test but the signal test turns signal handling off: the signal test sends SIGTERM to
-//! this whole test process.
+//! Every test here turns signal handling off but the signal test's child: the signal goes to a
+//! child process (this test binary, re-run to run `sigterm_child` alone), never to this one.
 
 mod sync_common;
 
@@ -277,46 +277,105 @@ async fn start_works_inside_a_tokio_runtime() {
     assert_eq!(sched.state(), SchedulerState::ShutDown);
 }
 
+/// The environment variable that makes `sigterm_child` run its program.
+#[cfg(unix)]
+const CHILD: &str = "APSCHED_SIGTERM_CHILD";
+/// Prefixes the child's protocol lines on stderr, apart from anything else it prints.
+#[cfg(unix)]
+const MARK: &str = "sigterm-child: ";
+
+/// The program `sigterm_shuts_it_down_gracefully` runs in a child process: a blocking
+/// scheduler with default signal handling, and one job that reports on stderr and waits for
+/// the parent on stdin. Does nothing unless `CHILD` is set.
+#[cfg(unix)]
+#[test]
+#[ignore = "the child process of sigterm_shuts_it_down_gracefully, which runs it"]
+fn sigterm_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let sched = BlockingScheduler::builder()
+        .timezone(Zone::UTC)
+        .build()
+        .unwrap();
+    let state = sched.scheduler().clone();
+    sched
+        .add_job(
+            move || {
+                eprintln!("{MARK}job started");
+                wait_until("shutting down", || {
+                    state.state() == SchedulerState::ShutDown
+                });
+                eprintln!("{MARK}shutting down");
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).unwrap();
+                eprintln!("{MARK}job finished");
+            },
+            at_start(&sched),
+        )
+        .misfire_grace_time(None)
+        .add()
+        .unwrap();
+    sched.start().unwrap();
+    eprintln!("{MARK}start returned");
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_shuts_it_down_gracefully() {
-    // Listen for SIGTERM first, so that the signal never takes the default action (ending this
-    // test process) even before the scheduler's own listener is installed.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let _guard = runtime
-        .block_on(async {
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        })
-        .unwrap();
+    use std::io::{BufRead, Write};
+    use std::process::{Child, Command, Stdio};
 
-    let sched = BlockingScheduler::builder().build().unwrap();
-    let (tx, rx) = mpsc::channel();
-    sched
-        .add_job(
-            move || tx.send(()).unwrap(),
-            Interval::every(Duration::from_millis(5)),
-        )
-        .add()
+    /// Kills the child if the test fails before it has exited.
+    struct Reap(Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if matches!(self.0.try_wait(), Ok(None)) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["sigterm_child", "--exact", "--ignored", "--nocapture"])
+        .env(CHILD, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stopped = Arc::new(AtomicBool::new(false));
-    let s = stopped.clone();
-    let killer = std::thread::spawn(move || {
-        recv(&rx);
-        // The scheduler installs its listener as it starts, a moment after the first run
-        // could be seen: send again until it has stopped.
-        while !s.load(Ordering::SeqCst) {
-            std::process::Command::new("kill")
-                .args(["-TERM", &std::process::id().to_string()])
-                .status()
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(20));
+    let mut child = Reap(child);
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(said) = line
+                .find(MARK)
+                .map(|at| line[at + MARK.len()..].to_string())
+            {
+                let _ = tx.send(said);
+            }
         }
     });
-    sched.start().unwrap();
-    stopped.store(true, Ordering::SeqCst);
-    killer.join().unwrap();
-    assert_eq!(sched.state(), SchedulerState::ShutDown);
+
+    // The handler is installed before any job runs, so the signal finds it.
+    assert_eq!(recv(&lines), "job started");
+    let pid = child.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    // Shutdown began, and waits for the running job...
+    assert_eq!(recv(&lines), "shutting down");
+    writeln!(child.0.stdin.take().unwrap(), "finish").unwrap();
+    // ...which finishes before `start` returns and the process exits normally.
+    assert_eq!(recv(&lines), "job finished");
+    assert_eq!(recv(&lines), "start returned");
+    // Its stderr closes as it exits.
+    assert!(matches!(
+        lines.recv_timeout(sync_common::BOUND),
+        Err(mpsc::RecvTimeoutError::Disconnected)
+    ));
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
 }

@@ -355,7 +355,8 @@ impl<M: Mode> SyncSchedulerBuilder<M> {
     /// [`BackgroundScheduler`](crate::BackgroundScheduler), which leaves signals to its
     /// program.
     ///
-    /// Once Tokio listens for a signal, the process keeps listening for it: after the scheduler stops, Ctrl-C no
+    /// The handler is installed by `start`, before the first job can run. Once Tokio listens
+    /// for a signal, the process keeps listening for it: after the scheduler stops, Ctrl-C no
     /// longer ends the program by itself.
     pub fn handle_signals(mut self, handle: bool) -> Self {
         self.config.handle_signals = handle;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::Events;
-use crate::{Error, Event, EventMask, Result, Scheduler, SchedulerBuilder};
+use crate::{Error, Event, EventMask, Result, Scheduler, SchedulerBuilder, SchedulerState};
 
 thread_local! {
     /// The facade whose runtime, host or listener thread this is (0: none), so a call from a
@@ -175,48 +175,34 @@ impl Host {
         if self.signals_watched.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Registered now, not when the task first runs: once `start` has been called, a
+        // signal always finds the handler, never the default action (ending the process).
+        let signal = {
+            let _enter = self.handle.enter();
+            shutdown_signal()
+        };
         let scheduler = self.scheduler.clone();
         self.handle.spawn(async move {
-            let ctrl_c = async {
-                if let Err(error) = tokio::signal::ctrl_c().await {
-                    tracing::warn!(%error, "apsched: cannot listen for Ctrl-C");
-                    std::future::pending::<()>().await;
-                }
-            };
-            #[cfg(unix)]
-            let terminate = async {
-                use tokio::signal::unix::{signal, SignalKind};
-                match signal(SignalKind::terminate()) {
-                    Ok(mut stream) => {
-                        stream.recv().await;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "apsched: cannot listen for SIGTERM");
-                        std::future::pending::<()>().await;
-                    }
-                }
-            };
-            #[cfg(not(unix))]
-            let terminate = std::future::pending::<()>();
-            tokio::select! {
-                () = ctrl_c => {}
-                () = terminate => {}
+            if signal.await {
+                tracing::info!(
+                    "apsched: signal received, shutting down (waiting for running jobs)"
+                );
+                let _ = scheduler.shutdown().await;
             }
-            tracing::info!("apsched: signal received, shutting down (waiting for running jobs)");
-            let _ = scheduler.shutdown().await;
         });
     }
 
     pub(crate) fn start(&self, paused: bool) -> Result<()> {
-        if paused {
-            self.wait(self.scheduler.start_paused())?;
-        } else {
-            self.wait(self.scheduler.start())?;
-        }
-        if self.handle_signals {
+        // Before the core starts, so no job runs while a signal would still end the process.
+        // A scheduler that cannot start (already started or shut down) installs nothing.
+        if self.handle_signals && self.scheduler.state() == SchedulerState::Stopped {
             self.watch_signals();
         }
-        Ok(())
+        if paused {
+            self.wait(self.scheduler.start_paused())
+        } else {
+            self.wait(self.scheduler.start())
+        }
     }
 
     /// Blocks until the core has stopped, then joins the threads.
@@ -321,5 +307,49 @@ impl Drop for Host {
             let _ = self.wait(self.scheduler.shutdown());
         }
         self.join();
+    }
+}
+
+/// Listens for Ctrl-C (SIGINT) and SIGTERM from now on; resolves `true` when one comes, or
+/// `false` if the runtime stops first. Call inside the scheduler's runtime context.
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = bool> + Send + 'static {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+
+    fn listen(kind: SignalKind, name: &str) -> Option<Signal> {
+        signal(kind)
+            .map_err(|error| tracing::warn!(%error, "apsched: cannot listen for {name}"))
+            .ok()
+    }
+    async fn next(signal: &mut Option<Signal>) -> Option<()> {
+        match signal {
+            Some(signal) => signal.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    let mut interrupt = listen(SignalKind::interrupt(), "Ctrl-C (SIGINT)");
+    let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
+    async move {
+        tokio::select! {
+            Some(()) = next(&mut interrupt) => true,
+            Some(()) = next(&mut terminate) => true,
+            else => false,
+        }
+    }
+}
+
+/// Listens for Ctrl-C from now on; resolves `true` when it comes, or `false` if the runtime
+/// stops first. Call inside the scheduler's runtime context.
+#[cfg(windows)]
+fn shutdown_signal() -> impl Future<Output = bool> + Send + 'static {
+    let ctrl_c = tokio::signal::windows::ctrl_c()
+        .map_err(|error| tracing::warn!(%error, "apsched: cannot listen for Ctrl-C"))
+        .ok();
+    async move {
+        match ctrl_c {
+            Some(mut ctrl_c) => ctrl_c.recv().await.is_some(),
+            None => std::future::pending().await,
+        }
     }
 }
