@@ -1,6 +1,6 @@
 //! The background scheduler: jobs run on its thread, every call works from any thread with or
-//! without a Tokio runtime, shutdown and drop wait for running jobs and join the thread, and
-//! the blocking pool keeps its bound. Ordering is observed through channels and gates, never by sleeping: tests with time
+//! without a Tokio runtime, shutdown and drop wait for running jobs and join the thread,
+//! `shutdown_timeout` is a bound, and the blocking pool keeps its bound. Ordering is observed through channels and gates, never by sleeping: tests with time
 //! in them run on a paused runtime with a `TestClock`, and every wait is bounded.
 
 mod sync_common;
@@ -280,6 +280,187 @@ fn shutdown_waits_for_a_running_sync_job() {
         "shutdown returned before the job ended"
     );
     stopper.join().unwrap();
+}
+
+#[test]
+fn shutdown_timeout_abandons_a_blocking_run_at_its_deadline() {
+    let (scheduler, clock) = paused();
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let (finished_tx, finished_rx) = mpsc::channel();
+    let g = gate.clone();
+    scheduler
+        .add_job(
+            move || {
+                started_tx.send(()).unwrap();
+                g.pass();
+                finished_tx.send(()).unwrap();
+            },
+            Interval::hours(1),
+        )
+        .id("stuck")
+        .add()
+        .unwrap();
+    // The current-thread runtime's only thread is the scheduler's.
+    let scheduler_thread = ThreadExit::new();
+    let exit = scheduler_thread.clone();
+    scheduler.runtime_handle().spawn(async move { exit.arm() });
+    scheduler.start().unwrap();
+    scheduler.run_job_now("stuck").unwrap();
+    recv(&started_rx);
+
+    let (done_tx, done_rx) = mpsc::channel();
+    let other = scheduler.clone();
+    std::thread::spawn(move || {
+        done_tx
+            .send(other.shutdown_timeout(Duration::from_secs(600)))
+            .unwrap();
+    });
+    wait_until("shutting down", || {
+        scheduler.state() == SchedulerState::ShutDown
+    });
+    clock.advance(Duration::from_secs(599));
+    assert!(done_rx.try_recv().is_err(), "returned before the deadline");
+    clock.advance(Duration::from_secs(1));
+    assert!(recv(&done_rx).is_ok());
+    // Returned with the job still running, the scheduler's thread ended.
+    assert!(finished_rx.try_recv().is_err());
+    assert!(
+        scheduler_thread.exited(),
+        "the scheduler thread waited for the abandoned run"
+    );
+    // The abandoned run goes on and ends on its own.
+    gate.open(1);
+    recv(&finished_rx);
+}
+
+#[test]
+#[ignore = "needs the core's shutdown deadline: the core fills the list of abandoned runs"]
+fn shutdown_timeout_returns_the_abandoned_runs() {
+    let scheduler = scheduler();
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let g = gate.clone();
+    scheduler
+        .add_job(
+            move || {
+                started_tx.send(()).unwrap();
+                g.pass();
+            },
+            Interval::hours(1),
+        )
+        .id("stuck")
+        .add()
+        .unwrap();
+    scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("done")
+        .add()
+        .unwrap();
+    let events = event_channel(&scheduler);
+    scheduler.start().unwrap();
+    scheduler.run_job_now("done").unwrap();
+    wait_for(
+        &events,
+        "JobExecuted",
+        |e| matches!(e, Event::JobExecuted { job_id, .. } if job_id == "done"),
+    );
+    scheduler.run_job_now("stuck").unwrap();
+    recv(&started_rx);
+    let abandoned = scheduler.shutdown_timeout(Duration::ZERO).unwrap();
+    gate.open(1);
+    let ids: Vec<&str> = abandoned.iter().map(|run| run.job_id.as_str()).collect();
+    assert_eq!(ids, ["stuck"]);
+}
+
+#[test]
+#[ignore = "needs the core's shutdown deadline: today a run that never yields holds the core"]
+fn shutdown_timeout_gives_up_on_an_async_job_that_never_yields() {
+    /// Lets the job end when the test does, pass or fail.
+    struct Release(Arc<AtomicBool>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    // Multi-thread (the default): the job holds one worker, the core runs on the other.
+    let scheduler = scheduler();
+    let release = Release(Arc::new(AtomicBool::new(false)));
+    let (started_tx, started_rx) = mpsc::channel();
+    let r = Arc::clone(&release.0);
+    scheduler
+        .add_job(
+            move || {
+                let (r, tx) = (Arc::clone(&r), started_tx.clone());
+                async move {
+                    tx.send(()).unwrap();
+                    // No `.await`: cancellation can never reach it.
+                    while !r.load(Ordering::SeqCst) {
+                        std::hint::spin_loop();
+                    }
+                }
+            },
+            Interval::hours(1),
+        )
+        .id("spinner")
+        .add()
+        .unwrap();
+    scheduler.start().unwrap();
+    scheduler.run_job_now("spinner").unwrap();
+    recv(&started_rx);
+    let other = scheduler.clone();
+    let abandoned = bounded("shutdown_timeout(0)", move || {
+        other.shutdown_timeout(Duration::ZERO)
+    })
+    .unwrap();
+    assert_eq!(abandoned.len(), 1);
+    assert_eq!(abandoned[0].job_id, "spinner");
+    drop(release);
+}
+
+#[test]
+fn shutdown_timeout_does_not_wait_for_a_stuck_listener_past_its_deadline() {
+    let (scheduler, clock) = paused();
+    let gate = Gate::new();
+    let listener_thread = ThreadExit::new();
+    let (called_tx, called_rx) = mpsc::channel();
+    let (g, exit) = (gate.clone(), listener_thread.clone());
+    scheduler
+        .add_listener(EventMask::JOB_EXECUTED, move |_| {
+            exit.arm();
+            called_tx.send(()).unwrap();
+            g.pass();
+        })
+        .unwrap();
+    scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("job")
+        .add()
+        .unwrap();
+    scheduler.start().unwrap();
+    scheduler.run_job_now("job").unwrap();
+    recv(&called_rx); // the listener is stuck in its callback now
+
+    let (done_tx, done_rx) = mpsc::channel();
+    let other = scheduler.clone();
+    std::thread::spawn(move || {
+        done_tx
+            .send(other.shutdown_timeout(Duration::from_secs(60)))
+            .unwrap();
+    });
+    // No run is going, so the core stops at once; the listener is waited for until the
+    // deadline, on the scheduler's clock.
+    wait_until("shutting down", || {
+        scheduler.state() == SchedulerState::ShutDown
+    });
+    clock.advance(Duration::from_secs(59));
+    assert!(done_rx.try_recv().is_err(), "returned before the deadline");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(recv(&done_rx), Ok(Vec::new()));
+    // Detached, not joined: it finishes its call and ends on its own.
+    assert!(!listener_thread.exited());
+    gate.open(1);
+    wait_until("the listener thread ended", || listener_thread.exited());
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The blocking scheduler: `start()` blocks until shutdown (from a job, another thread or a
-//! signal), shutdown waits for running jobs, calls from other threads work meanwhile, and it works inside and outside a Tokio runtime. Ordering is
+//! signal), shutdown waits for running jobs, `shutdown_timeout` does not, calls from other
+//! threads work meanwhile, and it works inside and outside a Tokio runtime. Ordering is
 //! observed through channels and gates, time is a paused runtime's with a `TestClock`, and
 //! every wait is bounded (`start` itself runs under a bound).
 //!
@@ -131,6 +132,39 @@ fn shutdown_from_another_thread_waits_for_the_running_job() {
         "start returned before the job ended"
     );
     helper.join().unwrap();
+}
+
+#[test]
+fn shutdown_timeout_ends_start_without_waiting_for_a_stuck_job() {
+    let sched = scheduler();
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let (finished_tx, finished_rx) = mpsc::channel();
+    let g = gate.clone();
+    sched
+        .add_job(
+            move || {
+                started_tx.send(()).unwrap();
+                g.pass();
+                finished_tx.send(()).unwrap();
+            },
+            at_start(&sched),
+        )
+        .misfire_grace_time(None)
+        .add()
+        .unwrap();
+    let other = sched.clone();
+    let stopper = std::thread::spawn(move || {
+        recv(&started_rx);
+        // APScheduler's shutdown(wait=False).
+        other.shutdown_timeout(Duration::ZERO)
+    });
+    start(&sched).unwrap();
+    assert!(stopper.join().unwrap().is_ok());
+    // Both returned with the job still running; it ends on its own.
+    assert!(finished_rx.try_recv().is_err());
+    gate.open(1);
+    recv(&finished_rx);
 }
 
 #[test]

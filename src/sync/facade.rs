@@ -11,8 +11,8 @@ use super::host::{Config, Host};
 use super::{AddJob, Events, Mode, ModifyJob};
 use crate::trigger::Trigger;
 use crate::{
-    Clock, Event, EventMask, IntoTask, Job, JobOptions, Result, Scheduler, SchedulerBuilder,
-    SchedulerState, Zone,
+    AbandonedRun, Clock, Event, EventMask, IntoTask, Job, JobOptions, Result, Scheduler,
+    SchedulerBuilder, SchedulerState, Zone,
 };
 
 /// A scheduler for code without a Tokio runtime: a cheap `Clone` handle (`Send + Sync`) over
@@ -125,24 +125,55 @@ impl<M: Mode> SyncScheduler<M> {
         self.host.wait(self.host.scheduler.resume())
     }
 
-    /// Shuts down: no new run starts, running jobs are waited for, and the scheduler's
-    /// thread is joined. Called from one of the scheduler's own
+    /// Shuts down: no new run starts, running jobs and listeners are waited for (however
+    /// long), and the scheduler's thread is joined. Called from one of the scheduler's own
     /// jobs or listeners, it only asks for the shutdown and returns at once (waiting would wait
     /// for itself).
     ///
     /// # Errors
     /// [`Error::Shutdown`](crate::Error::Shutdown) if already shut down.
     pub fn shutdown(&self) -> Result<()> {
-        self.host.shutdown(None)
+        self.host.shutdown(None).map(drop)
     }
 
-    /// As [`shutdown`](Self::shutdown), but runs still going after `timeout` are cancelled
-    /// (async ones) or abandoned to finish on their own (blocking ones, which cannot be
-    /// stopped); the scheduler's thread does not wait for abandoned runs.
+    /// As [`shutdown`](Self::shutdown), but waits at most `timeout` (by the scheduler's clock)
+    /// and returns the runs still going then: async ones are cancelled at their next `.await`,
+    /// blocking ones (which cannot be stopped) are abandoned to finish on their own, and the
+    /// scheduler's thread ends without waiting for them. Listeners still busy at the deadline
+    /// are detached: each ends after its current call. `Duration::ZERO` is APScheduler's
+    /// `shutdown(wait=False)`.
+    ///
+    /// Called from one of the scheduler's own jobs or listeners, it only asks for the shutdown
+    /// and returns an empty list at once.
+    ///
+    /// ```
+    /// use apsched::{trigger::Interval, BackgroundScheduler};
+    /// use std::sync::{mpsc, Arc, Mutex};
+    /// use std::time::Duration;
+    ///
+    /// # fn main() -> Result<(), apsched::Error> {
+    /// let scheduler = BackgroundScheduler::new()?;
+    /// let lock = Arc::new(Mutex::new(()));
+    /// let held = Arc::clone(&lock);
+    /// let guard = lock.lock().unwrap(); // the job waits for it
+    /// let (started, running) = mpsc::channel();
+    /// scheduler
+    ///     .add_job(move || { started.send(()).unwrap(); drop(held.lock()); }, Interval::hours(1))
+    ///     .id("slow")
+    ///     .add()?;
+    /// scheduler.start()?;
+    /// scheduler.run_job_now("slow")?;
+    /// running.recv().unwrap();
+    /// // Returns at once, although the job still runs.
+    /// let abandoned = scheduler.shutdown_timeout(Duration::ZERO)?;
+    /// # let _ = abandoned;
+    /// drop(guard); // the job goes on and ends on its own
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::Shutdown`](crate::Error::Shutdown) if already shut down.
-    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<()> {
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<Vec<AbandonedRun>> {
         self.host.shutdown(Some(timeout))
     }
 
@@ -249,8 +280,9 @@ impl<M: Mode> SyncScheduler<M> {
     /// Calls `listener` with every event whose kind is in `mask` (APScheduler's
     /// `add_listener(callback, mask)`), on a thread of its own: a slow listener never delays
     /// the scheduler, only its own later events. The thread ends after
-    /// [`Event::SchedulerShutdown`] and is joined by [`shutdown`](Self::shutdown). A panic in
-    /// the listener is logged and the listener goes on.
+    /// [`Event::SchedulerShutdown`]. [`shutdown`](Self::shutdown) waits for it;
+    /// [`shutdown_timeout`](Self::shutdown_timeout) only until its deadline. A panic in the
+    /// listener is logged and the listener goes on.
     ///
     /// # Errors
     /// [`Error::Shutdown`](crate::Error::Shutdown), [`Error::Runtime`](crate::Error::Runtime)

@@ -10,13 +10,17 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use super::Events;
-use crate::{Error, Event, EventMask, Result, Scheduler, SchedulerBuilder, SchedulerState};
+use crate::{
+    AbandonedRun, Error, Event, EventMask, Result, Scheduler, SchedulerBuilder, SchedulerState,
+};
 
 thread_local! {
-    /// The facade whose runtime, host or listener thread this is (0: none), so a call from a
-    /// job never waits for itself.
+    /// The scheduler whose runtime, host or listener thread this is (0: none), so a call from
+    /// a job never waits for itself.
     static OWNER: Cell<u64> = const { Cell::new(0) };
     /// Set on a host thread that also drives a current-thread runtime's tasks: a blocking wait
     /// there would stop the core it waits for.
@@ -25,7 +29,7 @@ thread_local! {
 
 static NEXT_HOST_ID: AtomicU64 = AtomicU64::new(1);
 
-/// What both facade builders collect.
+/// What a sync scheduler's builder collects.
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) scheduler: SchedulerBuilder,
@@ -42,17 +46,23 @@ pub(crate) struct Host {
     pub(crate) handle: Handle,
     thread: Mutex<Option<JoinHandle<()>>>,
     listeners: Mutex<Vec<JoinHandle<()>>>,
-    /// Set by `shutdown_timeout`: runs still going may be abandoned, so the runtime is dropped
-    /// without waiting for its blocking threads.
-    abandon: Arc<AtomicBool>,
+    /// Holds a token per live listener thread: the scheduler thread waits for them to deliver
+    /// their last events before it ends.
+    listeners_alive: TaskTracker,
+    /// Set by `shutdown_timeout`: when, on the scheduler's clock, the shutdown stops waiting.
+    /// The scheduler thread then waits for listeners only until then, and drops the runtime
+    /// without waiting for the blocking threads of abandoned runs; `join` detaches listeners
+    /// still busy.
+    deadline: Arc<Mutex<Option<Instant>>>,
     /// Whether `start` installs the Ctrl-C / SIGTERM handler (only then, so a scheduler that
     /// is built but never started leaves the program's signals alone).
     handle_signals: bool,
     signals_watched: AtomicBool,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Only join handles live behind these locks; a panic cannot leave them half-changed.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only join handles and a deadline live behind these locks; a panic cannot leave them
+    // half-changed.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -69,8 +79,10 @@ impl Host {
         runtime
             .enable_all()
             .on_thread_start(move || OWNER.with(|o| o.set(id)));
-        let abandon = Arc::new(AtomicBool::new(false));
-        let abandon_in_thread = Arc::clone(&abandon);
+        let deadline = Arc::new(Mutex::new(None::<Instant>));
+        let listeners_alive = TaskTracker::new();
+        let (deadline_in_thread, listeners_in_thread) =
+            (Arc::clone(&deadline), listeners_alive.clone());
         let scheduler_builder = config.scheduler;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -87,24 +99,37 @@ impl Host {
                 if runtime.handle().runtime_flavor() == RuntimeFlavor::CurrentThread {
                     DRIVER.with(|d| d.set(id));
                 }
-                runtime.block_on(async move {
+                let deadline = runtime.block_on(async move {
                     let scheduler = scheduler_builder.build();
                     let stopped = scheduler.stopped();
                     let _ = ready_tx.send(Ok((scheduler, Handle::current())));
-                    // The core closes its channel when it has stopped, after its last run.
+                    // The core closes its channel when it has stopped, after its last run (or
+                    // at the deadline of a `shutdown_timeout`).
                     stopped.await;
+                    // Listeners end after `SchedulerShutdown`; let them deliver it, but not
+                    // past a shutdown's deadline.
+                    listeners_in_thread.close();
+                    let deadline = *lock(&deadline_in_thread);
+                    match deadline {
+                        Some(deadline) => {
+                            let _ =
+                                tokio::time::timeout_at(deadline, listeners_in_thread.wait()).await;
+                        }
+                        None => listeners_in_thread.wait().await,
+                    }
+                    deadline
                 });
                 // Dropped here, on its own thread, never inside a caller's async context.
-                // Dropping waits for the blocking pool's threads, unless runs were abandoned.
-                if abandon_in_thread.load(Ordering::Acquire) {
+                // Dropping waits for the blocking pool's threads; after a deadline, runs may
+                // have been abandoned, and this thread must not wait for them.
+                if deadline.is_some() {
                     runtime.shutdown_background();
                 } else {
                     drop(runtime);
                 }
             })
             .map_err(|e| Error::Runtime(e.to_string()))?;
-        let ready = ready_rx.recv();
-        let (scheduler, handle) = match ready {
+        let (scheduler, handle) = match ready_rx.recv() {
             Ok(Ok(ready)) => ready,
             Ok(Err(error)) => {
                 let _ = thread.join();
@@ -115,24 +140,27 @@ impl Host {
                 return Err(Error::Runtime("the scheduler thread stopped early".into()));
             }
         };
-        let host = Arc::new(Host {
+        Ok(Arc::new(Host {
             id,
             scheduler,
             handle,
             thread: Mutex::new(Some(thread)),
             listeners: Mutex::new(Vec::new()),
-            abandon,
+            listeners_alive,
+            deadline,
             handle_signals: config.handle_signals,
             signals_watched: AtomicBool::new(false),
-        });
-        Ok(host)
+        }))
     }
 
+    /// Whether the calling thread is one of this scheduler's: its own, its runtime's, or a
+    /// listener's.
     fn on_own_thread(&self) -> bool {
         OWNER.with(Cell::get) == self.id
     }
 
-    /// Waits for `fut` (a send to the core or its reply) on the calling thread.
+    /// Waits for `fut` (a call of the async scheduler) on the calling thread, inside the
+    /// scheduler's runtime context.
     ///
     /// # Panics
     /// From an async job of this scheduler on a current-thread runtime: the wait would stop the
@@ -213,22 +241,37 @@ impl Host {
         self.join();
     }
 
-    pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> Result<()> {
-        if timeout.is_some() {
-            self.abandon.store(true, Ordering::Release);
+    pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> Result<Vec<AbandonedRun>> {
+        if let Some(timeout) = timeout {
+            self.scheduler.ensure_open()?;
+            self.set_deadline(timeout);
         }
         if self.on_own_thread() {
             // From a job or a listener: waiting for the running jobs would wait for ourselves.
             self.scheduler.ensure_open()?;
             self.request_shutdown(timeout);
-            return Ok(());
+            return Ok(Vec::new());
         }
-        match timeout {
-            Some(timeout) => drop(self.wait(self.scheduler.shutdown_timeout(timeout))?),
-            None => self.wait(self.scheduler.shutdown())?,
-        }
+        let abandoned = match timeout {
+            Some(timeout) => self.wait(self.scheduler.shutdown_timeout(timeout))?,
+            None => {
+                self.wait(self.scheduler.shutdown())?;
+                Vec::new()
+            }
+        };
         self.join();
-        Ok(())
+        Ok(abandoned)
+    }
+
+    /// Records when a `shutdown_timeout` stops waiting, by the scheduler's clock (a paused
+    /// runtime's clock in tests), the earliest of several.
+    fn set_deadline(&self, timeout: Duration) {
+        // A timeout past the end of `Instant` is no timeout, as the core treats it.
+        let Some(at) = self.enter(|_| Instant::now().checked_add(timeout)) else {
+            return;
+        };
+        let mut deadline = lock(&self.deadline);
+        *deadline = Some(deadline.map_or(at, |d| d.min(at)));
     }
 
     fn request_shutdown(&self, timeout: Option<Duration>) {
@@ -241,8 +284,9 @@ impl Host {
         });
     }
 
-    /// Joins the scheduler thread and the listener threads. Concurrent callers all return
-    /// after the join: the lock is held through it.
+    /// Joins the scheduler thread and the listener threads; after a `shutdown_timeout`,
+    /// listeners still busy are detached instead. Concurrent callers all return after the
+    /// scheduler thread's join: the lock is held through it.
     fn join(&self) {
         if self.on_own_thread() {
             return;
@@ -255,8 +299,15 @@ impl Host {
                 }
             }
         }
+        // The scheduler thread waited for the listeners (until the deadline, if any).
+        let detach_busy = lock(&self.deadline).is_some();
+        // Taken out of the lock first: a listener may call `add_listener` as it ends.
         let listeners = std::mem::take(&mut *lock(&self.listeners));
         for listener in listeners {
+            if detach_busy && !listener.is_finished() {
+                // Stuck past the deadline: it ends on its own, after its current call.
+                continue;
+            }
             // A listener that panicked was already reported on its thread.
             let _ = listener.join();
         }
@@ -275,11 +326,13 @@ impl Host {
     {
         self.scheduler.ensure_open()?;
         let events = self.events();
-        let id = self.id;
+        let host_id = self.id;
+        let alive = self.listeners_alive.token();
         let thread = std::thread::Builder::new()
             .name("apsched-listener".into())
             .spawn(move || {
-                OWNER.with(|o| o.set(id));
+                let _alive = alive;
+                OWNER.with(|o| o.set(host_id));
                 for event in events.filter(|event| mask.matches(event)) {
                     let called = std::panic::catch_unwind(AssertUnwindSafe(|| listener(&event)));
                     if called.is_err() {
