@@ -1,21 +1,22 @@
 //! The background scheduler: jobs run on its thread, every call works from any thread with or
 //! without a Tokio runtime, shutdown and drop wait for running jobs and join the thread,
-//! `shutdown_timeout` is a bound, and the blocking pool keeps its bound. Ordering is observed through channels and gates, never by sleeping: tests with time
+//! `shutdown_timeout` is a bound, listeners can be removed, and the blocking pool keeps its
+//! bound. Ordering is observed through channels and gates, never by sleeping: tests with time
 //! in them run on a paused runtime with a `TestClock`, and every wait is bounded.
 
 mod sync_common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apsched::trigger::{Cron, Date, Interval, Trigger};
 use apsched::{BackgroundScheduler, Error, Event, EventMask, SchedulerState, TestClock, Zone};
 use chrono::{TimeDelta, Timelike};
 use sync_common::{
-    bounded, event_channel, executed, paused_runtime, recv, start_time, wait_for, wait_until, Gate,
-    HeldClock, ThreadExit,
+    bounded, event_channel, executed, paused_runtime, recv, start_time, wait_for, wait_until,
+    DropFlag, Gate, HeldClock, ThreadExit,
 };
 
 /// A scheduler on the default runtime and the system clock, for tests with no time in them
@@ -669,6 +670,71 @@ fn listeners_get_masked_events_on_their_own_thread() {
     // Nothing else matched the mask (not even SchedulerShutdown), and the thread was joined:
     // its closure, the channel's sender, is gone.
     assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+}
+
+#[test]
+fn a_removed_listener_is_not_called_again() {
+    let scheduler = scheduler();
+    let (a_tx, a_rx) = mpsc::channel();
+    let (b_tx, b_rx) = mpsc::channel();
+    let a = scheduler
+        .add_listener(EventMask::JOB_EXECUTED, move |_| a_tx.send(()).unwrap())
+        .unwrap();
+    let b = scheduler
+        .add_listener(EventMask::JOB_EXECUTED, move |_| b_tx.send(()).unwrap())
+        .unwrap();
+    assert_ne!(a, b);
+    scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("job")
+        .add()
+        .unwrap();
+    scheduler.start().unwrap();
+    scheduler.run_job_now("job").unwrap();
+    recv(&a_rx);
+    recv(&b_rx);
+
+    assert!(scheduler.remove_listener(a));
+    // Its thread has ended and dropped the closure (and with it the sender) before
+    // `remove_listener` returned.
+    assert_eq!(a_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+    assert!(!scheduler.remove_listener(a), "removed twice");
+    scheduler.run_job_now("job").unwrap();
+    recv(&b_rx);
+    scheduler.shutdown().unwrap();
+    assert!(
+        !scheduler.remove_listener(b),
+        "listeners end with the scheduler"
+    );
+}
+
+#[test]
+fn a_listener_can_remove_itself() {
+    let scheduler = scheduler();
+    let id = Arc::new(Mutex::new(None));
+    let closure = DropFlag::new();
+    let (tx, rx) = mpsc::channel();
+    let (handle, my_id, mark) = (scheduler.clone(), Arc::clone(&id), closure.mark());
+    let listener = scheduler
+        .add_listener(EventMask::JOB_EXECUTED, move |_| {
+            let _keep = &mark;
+            let me = my_id.lock().unwrap().expect("the id is set before any run");
+            // From its own thread: returns at once, and the thread ends after this call.
+            tx.send(handle.remove_listener(me)).unwrap();
+        })
+        .unwrap();
+    *id.lock().unwrap() = Some(listener);
+    scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("job")
+        .add()
+        .unwrap();
+    scheduler.start().unwrap();
+    scheduler.run_job_now("job").unwrap();
+    assert!(recv(&rx));
+    wait_until("the listener's closure dropped", || closure.dropped());
+    assert!(!scheduler.remove_listener(listener));
+    scheduler.shutdown().unwrap();
 }
 
 #[test]

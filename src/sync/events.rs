@@ -1,6 +1,7 @@
 //! [`Events`]: a sync scheduler's events as a blocking iterator.
 
 use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::{Event, EventStream};
 
@@ -23,6 +24,24 @@ impl Events {
     /// The next event if one is waiting, without blocking.
     pub fn try_next(&mut self) -> Option<Event> {
         self.stream.recv().now_or_never().flatten()
+    }
+
+    /// As `next`, but `None` as soon as `stop` is cancelled (a removed listener).
+    pub(crate) fn next_unless(&mut self, stop: &CancellationToken) -> Option<Event> {
+        if stop.is_cancelled() {
+            return None;
+        }
+        if self.stopped {
+            return self.try_next();
+        }
+        let stream = &mut self.stream;
+        futures::executor::block_on(tokio::task::unconstrained(async move {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => None,
+                event = stream.recv() => event,
+            }
+        }))
     }
 }
 

@@ -46,6 +46,11 @@ impl<M: Mode> std::fmt::Debug for SyncScheduler<M> {
     }
 }
 
+/// Names a listener added with [`SyncScheduler::add_listener`], to remove it with
+/// [`SyncScheduler::remove_listener`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerId(pub(super) u64);
+
 impl<M: Mode> SyncScheduler<M> {
     /// A scheduler with default settings (see [`SyncSchedulerBuilder`]), stopped: its thread
     /// and runtime are up, and jobs can be added before `start`.
@@ -280,18 +285,47 @@ impl<M: Mode> SyncScheduler<M> {
     /// Calls `listener` with every event whose kind is in `mask` (APScheduler's
     /// `add_listener(callback, mask)`), on a thread of its own: a slow listener never delays
     /// the scheduler, only its own later events. The thread ends after
-    /// [`Event::SchedulerShutdown`]. [`shutdown`](Self::shutdown) waits for it;
+    /// [`Event::SchedulerShutdown`], or at its next event once removed with
+    /// [`remove_listener`](Self::remove_listener). [`shutdown`](Self::shutdown) waits for it;
     /// [`shutdown_timeout`](Self::shutdown_timeout) only until its deadline. A panic in the
     /// listener is logged and the listener goes on.
+    ///
+    /// ```
+    /// use apsched::{trigger::Interval, BackgroundScheduler, Event, EventMask};
+    ///
+    /// # fn main() -> Result<(), apsched::Error> {
+    /// let scheduler = BackgroundScheduler::new()?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let listener = scheduler.add_listener(EventMask::JOB_EXECUTED, move |event| {
+    ///     let _ = tx.send(event.clone());
+    /// })?;
+    /// scheduler.add_job(|| (), Interval::hours(1)).id("job").add()?;
+    /// scheduler.start()?;
+    /// scheduler.run_job_now("job")?;
+    /// assert!(matches!(rx.recv().unwrap(), Event::JobExecuted { .. }));
+    /// assert!(scheduler.remove_listener(listener));
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::Shutdown`](crate::Error::Shutdown), [`Error::Runtime`](crate::Error::Runtime)
     /// if the thread cannot be started.
-    pub fn add_listener<F>(&self, mask: EventMask, listener: F) -> Result<()>
+    pub fn add_listener<F>(&self, mask: EventMask, listener: F) -> Result<ListenerId>
     where
         F: FnMut(&Event) + Send + 'static,
     {
         self.host.add_listener(mask, listener)
+    }
+
+    /// Removes a listener added with [`add_listener`](Self::add_listener): it is not called
+    /// again, and its closure is dropped. Returns whether it was still there (`false` for a
+    /// listener removed before, one of another scheduler, or any after shutdown).
+    ///
+    /// This waits for a call of the listener under way to return, so that none runs after it;
+    /// called from one of the scheduler's own jobs or listeners (the one removed, say), it
+    /// does not wait, and the listener ends after its current call.
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        self.host.remove_listener(id)
     }
 }
 

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Events;
+use super::{Events, ListenerId};
 use crate::{
     AbandonedRun, Error, Event, EventMask, Result, Scheduler, SchedulerBuilder, SchedulerState,
 };
@@ -28,6 +29,9 @@ thread_local! {
 }
 
 static NEXT_HOST_ID: AtomicU64 = AtomicU64::new(1);
+/// Listener ids are unique across schedulers, so one scheduler's id never removes another's
+/// listener.
+static NEXT_LISTENER_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What a sync scheduler's builder collects.
 #[derive(Debug)]
@@ -38,6 +42,13 @@ pub(crate) struct Config {
     pub(crate) thread_name: &'static str,
 }
 
+struct Listener {
+    id: u64,
+    thread: JoinHandle<()>,
+    /// Cancelled by `remove_listener`: the thread stops at its next event.
+    stop: CancellationToken,
+}
+
 /// The thread, runtime and async scheduler behind a sync scheduler. Sync schedulers are
 /// `Arc<Host>` handles; dropping the last one shuts the scheduler down and joins the thread.
 pub(crate) struct Host {
@@ -45,7 +56,7 @@ pub(crate) struct Host {
     pub(crate) scheduler: Scheduler,
     pub(crate) handle: Handle,
     thread: Mutex<Option<JoinHandle<()>>>,
-    listeners: Mutex<Vec<JoinHandle<()>>>,
+    listeners: Mutex<Vec<Listener>>,
     /// Holds a token per live listener thread: the scheduler thread waits for them to deliver
     /// their last events before it ends.
     listeners_alive: TaskTracker,
@@ -301,15 +312,16 @@ impl Host {
         }
         // The scheduler thread waited for the listeners (until the deadline, if any).
         let detach_busy = lock(&self.deadline).is_some();
-        // Taken out of the lock first: a listener may call `add_listener` as it ends.
+        // Taken out of the lock first: a listener may call `remove_listener` as it ends.
         let listeners = std::mem::take(&mut *lock(&self.listeners));
         for listener in listeners {
-            if detach_busy && !listener.is_finished() {
+            if detach_busy && !listener.thread.is_finished() {
                 // Stuck past the deadline: it ends on its own, after its current call.
+                listener.stop.cancel();
                 continue;
             }
             // A listener that panicked was already reported on its thread.
-            let _ = listener.join();
+            let _ = listener.thread.join();
         }
     }
 
@@ -320,20 +332,25 @@ impl Host {
         Events::new(stream, stopped)
     }
 
-    pub(crate) fn add_listener<F>(&self, mask: EventMask, mut listener: F) -> Result<()>
+    pub(crate) fn add_listener<F>(&self, mask: EventMask, mut listener: F) -> Result<ListenerId>
     where
         F: FnMut(&Event) + Send + 'static,
     {
         self.scheduler.ensure_open()?;
-        let events = self.events();
-        let host_id = self.id;
+        let mut events = self.events();
+        let (host_id, id) = (self.id, NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed));
+        let stop = CancellationToken::new();
+        let stop_in_thread = stop.clone();
         let alive = self.listeners_alive.token();
         let thread = std::thread::Builder::new()
             .name("apsched-listener".into())
             .spawn(move || {
                 let _alive = alive;
                 OWNER.with(|o| o.set(host_id));
-                for event in events.filter(|event| mask.matches(event)) {
+                while let Some(event) = events.next_unless(&stop_in_thread) {
+                    if !mask.matches(&event) {
+                        continue;
+                    }
                     let called = std::panic::catch_unwind(AssertUnwindSafe(|| listener(&event)));
                     if called.is_err() {
                         tracing::error!(?event, "apsched: an event listener panicked");
@@ -342,9 +359,25 @@ impl Host {
             })
             .map_err(|e| Error::Runtime(e.to_string()))?;
         let mut listeners = lock(&self.listeners);
-        listeners.retain(|l| !l.is_finished());
-        listeners.push(thread);
-        Ok(())
+        listeners.retain(|l| !l.thread.is_finished());
+        listeners.push(Listener { id, thread, stop });
+        Ok(ListenerId(id))
+    }
+
+    pub(crate) fn remove_listener(&self, id: ListenerId) -> bool {
+        let listener = {
+            let mut listeners = lock(&self.listeners);
+            let Some(at) = listeners.iter().position(|l| l.id == id.0) else {
+                return false;
+            };
+            listeners.swap_remove(at)
+        };
+        listener.stop.cancel();
+        // From a job or a listener (maybe the one removed), waiting could wait for itself.
+        if !self.on_own_thread() {
+            let _ = listener.thread.join();
+        }
+        true
     }
 }
 
