@@ -405,11 +405,15 @@ impl<M: Mode> SyncSchedulerBuilder<M> {
     /// The Tokio runtime the scheduler runs on, built on the scheduler's thread. Default: a
     /// multi-thread runtime with two workers (blocking jobs have their own pool).
     ///
-    /// Its drivers are enabled (`enable_all`) and its `on_thread_start` hook is replaced:
-    /// the scheduler uses it to tell its own threads. A current-thread runtime runs async
-    /// jobs on the scheduler's thread; a runtime started paused (Tokio's `test-util`
-    /// feature) with a [`TestClock`](crate::TestClock) runs days of schedule in
-    /// milliseconds.
+    /// The scheduler enables its drivers (`enable_all`) and **replaces its `on_thread_start`
+    /// hook**: a hook set on `builder` never runs. The scheduler marks its runtime's threads
+    /// with it, so that a call from one of its jobs never waits for itself; Tokio keeps one
+    /// hook and offers no way to chain it. Everything else set on `builder` is kept (worker
+    /// count, thread names and stack size, `on_thread_stop`, ...).
+    ///
+    /// A current-thread runtime runs async jobs on the scheduler's thread; a runtime started
+    /// paused (Tokio's `test-util` feature) with a [`TestClock`](crate::TestClock) runs days
+    /// of schedule in milliseconds.
     pub fn runtime(mut self, builder: tokio::runtime::Builder) -> Self {
         self.config.runtime = Some(builder);
         self
