@@ -128,9 +128,14 @@ pub enum Error {
     /// No store has this name.
     #[error("no job store named '{0}' (add it with SchedulerBuilder::store)")]
     UnknownStore(String),
-    /// The runtime the scheduler needs could not be built (sync facades only).
-    #[error("could not start the scheduler's runtime: {0}")]
-    Runtime(String),
+    /// The thread or the Tokio runtime a sync scheduler needs could not be started.
+    /// `source()` is the operating system's error.
+    #[error("could not start the scheduler's thread or runtime: {}", source.chain())]
+    Runtime {
+        /// Why.
+        #[source]
+        source: Cause,
+    },
 }
 
 /// An error from outside apsched, kept as the `source()` of the [`Error`] that reports it.
@@ -210,7 +215,9 @@ mod tests {
         let source = std::error::Error::source(&error).expect("a source");
         assert_eq!(source.to_string(), "cannot write the journal");
         match &error {
-            Error::Store { source, .. } => assert!(source.get_ref().downcast_ref::<Journal>().is_some()),
+            Error::Store { source, .. } => {
+                assert!(source.get_ref().downcast_ref::<Journal>().is_some())
+            }
             _ => unreachable!(),
         }
         assert_eq!(error.clone(), error);

@@ -400,7 +400,7 @@ fn classify(error: &Error) -> (StatusCode, &'static str, Option<String>) {
         Error::InvalidState { .. } => (S::CONFLICT, "invalid_state", None),
         Error::Shutdown => (S::SERVICE_UNAVAILABLE, "shutdown", None),
         Error::Closed => (S::SERVICE_UNAVAILABLE, "closed", None),
-        Error::Runtime(_) => (S::INTERNAL_SERVER_ERROR, "runtime", None),
+        Error::Runtime { .. } => (S::INTERNAL_SERVER_ERROR, "runtime", None),
         Error::Store { .. } => (S::SERVICE_UNAVAILABLE, "store", None),
         Error::StoreSchema { .. } => (S::INTERNAL_SERVER_ERROR, "store_schema", None),
         Error::NotDurable { .. } => (S::BAD_REQUEST, "not_durable", Some("task".into())),

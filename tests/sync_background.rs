@@ -1,20 +1,26 @@
 //! The background scheduler: jobs run on its thread, every call works from any thread with or
-//! without a Tokio runtime, shutdown and drop wait for running jobs and join the thread, and
-//! the blocking pool keeps its bound. Ordering is observed through channels and gates, never
-//! by sleeping.
+//! without a Tokio runtime, shutdown and drop wait for running jobs and join the thread,
+//! `shutdown_timeout` is a bound, listeners can be removed, and the blocking pool keeps its
+//! bound. Ordering is observed through channels and gates, never by sleeping: tests with time
+//! in them run on a paused runtime with a `TestClock`, and every wait is bounded.
 
 mod sync_common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apsched::trigger::{Cron, Interval, Trigger};
+use apsched::trigger::{Cron, Date, Interval, Trigger};
 use apsched::{BackgroundScheduler, Error, Event, EventMask, SchedulerState, TestClock, Zone};
-use chrono::{TimeZone, Timelike, Utc};
-use sync_common::{recv, Gate, ThreadExit};
+use chrono::{TimeDelta, Timelike};
+use sync_common::{
+    bounded, event_channel, executed, paused_runtime, recv, start_time, wait_for, wait_until,
+    DropFlag, Gate, HeldClock, ThreadExit,
+};
 
+/// A scheduler on the default runtime and the system clock, for tests with no time in them
+/// (jobs run by `run_job_now`).
 fn scheduler() -> BackgroundScheduler {
     BackgroundScheduler::builder()
         .timezone(Zone::UTC)
@@ -22,16 +28,25 @@ fn scheduler() -> BackgroundScheduler {
         .unwrap()
 }
 
+/// A scheduler on a paused runtime with a `TestClock`, and that clock held still.
+fn paused() -> (BackgroundScheduler, HeldClock) {
+    let scheduler = BackgroundScheduler::builder()
+        .timezone(Zone::UTC)
+        .clock(TestClock::new(start_time()))
+        .runtime(paused_runtime())
+        .build()
+        .unwrap();
+    let clock = HeldClock::new(scheduler.runtime_handle());
+    (scheduler, clock)
+}
+
 #[test]
 fn sync_and_async_jobs_run_without_a_runtime() {
-    let scheduler = scheduler();
+    let (scheduler, clock) = paused();
     let (tx, rx) = mpsc::channel();
     let sync_tx = tx.clone();
     scheduler
-        .add_job(
-            move || sync_tx.send("sync").unwrap(),
-            Interval::every(Duration::from_millis(10)),
-        )
+        .add_job(move || sync_tx.send("sync").unwrap(), Interval::seconds(10))
         .id("sync")
         .add()
         .unwrap();
@@ -41,44 +56,79 @@ fn sync_and_async_jobs_run_without_a_runtime() {
                 let tx = tx.clone();
                 async move { tx.send("async").unwrap() }
             },
-            Interval::every(Duration::from_millis(10)),
+            Interval::seconds(10),
         )
         .id("async")
         .add()
         .unwrap();
     assert_eq!(scheduler.state(), SchedulerState::Stopped);
+    assert_eq!(
+        format!("{scheduler:?}"),
+        "BackgroundScheduler { state: Stopped, .. }"
+    );
+    let events = event_channel(&scheduler);
     scheduler.start().unwrap();
-    let mut seen = std::collections::HashSet::new();
-    while seen.len() < 2 {
-        seen.insert(recv(&rx));
+    for round in 1..=2 {
+        clock.advance(Duration::from_secs(10));
+        let mut seen = [recv(&rx), recv(&rx)];
+        seen.sort_unstable();
+        assert_eq!(seen, ["async", "sync"], "round {round}");
+        executed(&events, &["async", "sync"]);
     }
-    let ids: Vec<String> = scheduler
+    // Nothing more is due before the clock moves on.
+    assert!(rx.try_recv().is_err());
+    let mut ids: Vec<String> = scheduler
         .get_jobs()
         .unwrap()
         .into_iter()
         .map(|j| j.id.to_string())
         .collect();
-    assert_eq!(ids.len(), 2);
+    ids.sort();
+    assert_eq!(ids, ["async", "sync"]);
+    drop(clock);
     scheduler.shutdown().unwrap();
     assert_eq!(scheduler.state(), SchedulerState::ShutDown);
     assert_eq!(scheduler.shutdown(), Err(Error::Shutdown));
+    assert_eq!(
+        scheduler.shutdown_timeout(Duration::ZERO),
+        Err(Error::Shutdown)
+    );
     assert!(matches!(scheduler.get_jobs(), Err(Error::Shutdown)));
 }
 
 #[test]
+fn add_job_reads_the_schedulers_clock_not_the_callers() {
+    let (scheduler, clock) = paused();
+    // A day on the scheduler's clock; the caller's (real) clock has not moved.
+    clock.advance(Duration::from_secs(86_400));
+    let now = scheduler.now();
+    assert!(now >= start_time() + TimeDelta::days(1), "{now}");
+    let job = scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("hourly")
+        .add()
+        .unwrap();
+    assert_eq!(
+        job.next_run_time.map(|at| at.with_timezone(&chrono::Utc)),
+        Some(now + TimeDelta::hours(1))
+    );
+    drop(clock);
+}
+
+#[test]
 fn pause_resume_and_remove_from_other_threads() {
-    let scheduler = scheduler();
+    let (scheduler, clock) = paused();
     let (tx, rx) = mpsc::channel();
     scheduler
-        .add_job(
-            move || tx.send(()).unwrap(),
-            Interval::every(Duration::from_millis(5)),
-        )
+        .add_job(move || tx.send(()).unwrap(), Interval::seconds(5))
         .id("tick")
         .add()
         .unwrap();
+    let events = event_channel(&scheduler);
     scheduler.start().unwrap();
+    clock.advance(Duration::from_secs(5));
     recv(&rx);
+    executed(&events, &["tick"]);
 
     let other = scheduler.clone();
     std::thread::spawn(move || {
@@ -90,6 +140,9 @@ fn pause_resume_and_remove_from_other_threads() {
     .unwrap();
     assert_eq!(scheduler.state(), SchedulerState::Paused);
     assert!(scheduler.get_job("tick").unwrap().is_paused());
+    // Paused: time passes (past eleven fire times, not onto a twelfth), and the job does
+    // not run.
+    clock.advance(Duration::from_secs(57));
 
     let other = scheduler.clone();
     std::thread::spawn(move || {
@@ -99,11 +152,11 @@ fn pause_resume_and_remove_from_other_threads() {
     })
     .join()
     .unwrap();
-    // Runs again: drain what ran before the pause, then see a fresh run.
-    while rx.try_recv().is_ok() {}
+    // Its next run is the first fire time after now, 3 s away.
+    assert!(rx.try_recv().is_err(), "the job ran while paused");
+    clock.advance(Duration::from_secs(3));
     recv(&rx);
 
-    let mut events = scheduler.events();
     let other = scheduler.clone();
     std::thread::spawn(move || other.remove_job("tick").unwrap())
         .join()
@@ -112,7 +165,12 @@ fn pause_resume_and_remove_from_other_threads() {
         scheduler.get_job("tick"),
         Err(Error::JobNotFound(_))
     ));
-    assert!(events.any(|e| matches!(e, Event::JobRemoved { job_id } if job_id == "tick")));
+    wait_for(
+        &events,
+        "JobRemoved",
+        |e| matches!(e, Event::JobRemoved { job_id } if job_id == "tick"),
+    );
+    drop(clock);
 }
 
 #[test]
@@ -146,6 +204,42 @@ fn modify_reschedule_and_remove_all() {
 }
 
 #[test]
+fn job_count_and_running_jobs_without_a_round_trip() {
+    let scheduler = scheduler();
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let g = gate.clone();
+    scheduler
+        .add_job(
+            move || {
+                started_tx.send(()).unwrap();
+                g.pass();
+            },
+            Interval::hours(1),
+        )
+        .id("slow")
+        .add()
+        .unwrap();
+    scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("idle")
+        .paused()
+        .add()
+        .unwrap();
+    assert_eq!((scheduler.job_count(), scheduler.running_jobs()), (2, 0));
+    scheduler.start().unwrap();
+    scheduler.run_job_now("slow").unwrap();
+    recv(&started_rx);
+    assert_eq!(scheduler.running_jobs(), 1);
+    gate.open(1);
+    wait_until("the run counted as ended", || scheduler.running_jobs() == 0);
+    scheduler.remove_job("idle").unwrap();
+    assert_eq!(scheduler.job_count(), 1);
+    scheduler.shutdown().unwrap();
+    assert_eq!(scheduler.job_count(), 0);
+}
+
+#[test]
 fn shutdown_waits_for_a_running_sync_job() {
     let scheduler = scheduler();
     let gate = Gate::new();
@@ -176,9 +270,9 @@ fn shutdown_waits_for_a_running_sync_job() {
         done_tx.send(()).unwrap();
     });
     // Shutdown has begun (new calls are refused) but cannot end while the job runs.
-    while scheduler.state() != SchedulerState::ShutDown {
-        std::thread::yield_now();
-    }
+    wait_until("shutting down", || {
+        scheduler.state() == SchedulerState::ShutDown
+    });
     assert!(done_rx.try_recv().is_err());
     gate.open(1);
     recv(&done_rx);
@@ -187,6 +281,188 @@ fn shutdown_waits_for_a_running_sync_job() {
         "shutdown returned before the job ended"
     );
     stopper.join().unwrap();
+}
+
+#[test]
+fn shutdown_timeout_abandons_a_blocking_run_at_its_deadline() {
+    let (scheduler, clock) = paused();
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let (finished_tx, finished_rx) = mpsc::channel();
+    let g = gate.clone();
+    scheduler
+        .add_job(
+            move || {
+                started_tx.send(()).unwrap();
+                g.pass();
+                finished_tx.send(()).unwrap();
+            },
+            Interval::hours(1),
+        )
+        .id("stuck")
+        .add()
+        .unwrap();
+    // The current-thread runtime's only thread is the scheduler's.
+    let scheduler_thread = ThreadExit::new();
+    let exit = scheduler_thread.clone();
+    scheduler.runtime_handle().spawn(async move { exit.arm() });
+    scheduler.start().unwrap();
+    scheduler.run_job_now("stuck").unwrap();
+    recv(&started_rx);
+
+    let (done_tx, done_rx) = mpsc::channel();
+    let other = scheduler.clone();
+    std::thread::spawn(move || {
+        done_tx
+            .send(other.shutdown_timeout(Duration::from_secs(600)))
+            .unwrap();
+    });
+    wait_until("shutting down", || {
+        scheduler.state() == SchedulerState::ShutDown
+    });
+    clock.advance(Duration::from_secs(599));
+    assert!(done_rx.try_recv().is_err(), "returned before the deadline");
+    clock.advance(Duration::from_secs(1));
+    // At the deadline runs are cancelled; those still going 100 ms later are abandoned.
+    clock.advance(Duration::from_millis(100));
+    let abandoned = recv(&done_rx).unwrap();
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    // Returned with the job still running, the scheduler's thread ended.
+    assert!(finished_rx.try_recv().is_err());
+    assert!(
+        scheduler_thread.exited(),
+        "the scheduler thread waited for the abandoned run"
+    );
+    // The abandoned run goes on and ends on its own.
+    gate.open(1);
+    recv(&finished_rx);
+}
+
+#[test]
+fn shutdown_timeout_returns_the_abandoned_runs() {
+    let scheduler = scheduler();
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let g = gate.clone();
+    scheduler
+        .add_job(
+            move || {
+                started_tx.send(()).unwrap();
+                g.pass();
+            },
+            Interval::hours(1),
+        )
+        .id("stuck")
+        .add()
+        .unwrap();
+    scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("done")
+        .add()
+        .unwrap();
+    let events = event_channel(&scheduler);
+    scheduler.start().unwrap();
+    scheduler.run_job_now("done").unwrap();
+    wait_for(
+        &events,
+        "JobExecuted",
+        |e| matches!(e, Event::JobExecuted { job_id, .. } if job_id == "done"),
+    );
+    scheduler.run_job_now("stuck").unwrap();
+    recv(&started_rx);
+    let abandoned = scheduler.shutdown_timeout(Duration::ZERO).unwrap();
+    gate.open(1);
+    let ids: Vec<&str> = abandoned.iter().map(|run| run.job_id.as_str()).collect();
+    assert_eq!(ids, ["stuck"]);
+}
+
+#[test]
+fn shutdown_timeout_gives_up_on_an_async_job_that_never_yields() {
+    /// Lets the job end when the test does, pass or fail.
+    struct Release(Arc<AtomicBool>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    // Multi-thread (the default): the job holds one worker, the core runs on the other.
+    let scheduler = scheduler();
+    let release = Release(Arc::new(AtomicBool::new(false)));
+    let (started_tx, started_rx) = mpsc::channel();
+    let r = Arc::clone(&release.0);
+    scheduler
+        .add_job(
+            move || {
+                let (r, tx) = (Arc::clone(&r), started_tx.clone());
+                async move {
+                    tx.send(()).unwrap();
+                    // No `.await`: cancellation can never reach it.
+                    while !r.load(Ordering::SeqCst) {
+                        std::hint::spin_loop();
+                    }
+                }
+            },
+            Interval::hours(1),
+        )
+        .id("spinner")
+        .add()
+        .unwrap();
+    scheduler.start().unwrap();
+    scheduler.run_job_now("spinner").unwrap();
+    recv(&started_rx);
+    let other = scheduler.clone();
+    let abandoned = bounded("shutdown_timeout(0)", move || {
+        other.shutdown_timeout(Duration::ZERO)
+    })
+    .unwrap();
+    assert_eq!(abandoned.len(), 1);
+    assert_eq!(abandoned[0].job_id, "spinner");
+    drop(release);
+}
+
+#[test]
+fn shutdown_timeout_does_not_wait_for_a_stuck_listener_past_its_deadline() {
+    let (scheduler, clock) = paused();
+    let gate = Gate::new();
+    let listener_thread = ThreadExit::new();
+    let (called_tx, called_rx) = mpsc::channel();
+    let (g, exit) = (gate.clone(), listener_thread.clone());
+    scheduler
+        .add_listener(EventMask::JOB_EXECUTED, move |_| {
+            exit.arm();
+            called_tx.send(()).unwrap();
+            g.pass();
+        })
+        .unwrap();
+    scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("job")
+        .add()
+        .unwrap();
+    scheduler.start().unwrap();
+    scheduler.run_job_now("job").unwrap();
+    recv(&called_rx); // the listener is stuck in its callback now
+
+    let (done_tx, done_rx) = mpsc::channel();
+    let other = scheduler.clone();
+    std::thread::spawn(move || {
+        done_tx
+            .send(other.shutdown_timeout(Duration::from_secs(60)))
+            .unwrap();
+    });
+    // No run is going, so the core stops at once; the listener is waited for until the
+    // deadline, on the scheduler's clock.
+    wait_until("shutting down", || {
+        scheduler.state() == SchedulerState::ShutDown
+    });
+    clock.advance(Duration::from_secs(59));
+    assert!(done_rx.try_recv().is_err(), "returned before the deadline");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(recv(&done_rx), Ok(Vec::new()));
+    // Detached, not joined: it finishes its call and ends on its own.
+    assert!(!listener_thread.exited());
+    gate.open(1);
+    wait_until("the listener thread ended", || listener_thread.exited());
 }
 
 #[test]
@@ -218,7 +494,7 @@ fn drop_shuts_down_and_joins_the_thread() {
     scheduler.run_job_now("mark").unwrap();
     recv(&rx);
     assert!(!exit.exited());
-    drop(scheduler);
+    bounded("drop", move || drop(scheduler));
     assert!(
         exit.exited(),
         "drop returned before the scheduler thread ended"
@@ -247,14 +523,25 @@ fn drop_waits_for_a_running_sync_job() {
     scheduler.start().unwrap();
     scheduler.run_job_now("slow").unwrap();
     recv(&started_rx);
-    gate.open(1);
-    drop(scheduler);
-    assert!(finished.load(Ordering::SeqCst));
+    // The job is let go only once the drop below has begun the shutdown.
+    let async_handle = scheduler.scheduler().clone();
+    let opener = std::thread::spawn(move || {
+        wait_until("shutting down", || {
+            async_handle.state() == SchedulerState::ShutDown
+        });
+        gate.open(1);
+    });
+    bounded("drop", move || drop(scheduler));
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "drop returned before the job ended"
+    );
+    opener.join().unwrap();
 }
 
 #[test]
 fn a_slow_sync_job_does_not_delay_other_jobs() {
-    let scheduler = scheduler();
+    let (scheduler, clock) = paused();
     let gate = Gate::new();
     let (started_tx, started_rx) = mpsc::channel();
     let g = gate.clone();
@@ -271,25 +558,30 @@ fn a_slow_sync_job_does_not_delay_other_jobs() {
         .unwrap();
     let (tick_tx, tick_rx) = mpsc::channel();
     scheduler
-        .add_job(
-            move || tick_tx.send(()).unwrap(),
-            Interval::every(Duration::from_millis(5)),
-        )
+        .add_job(move || tick_tx.send(()).unwrap(), Interval::seconds(5))
         .id("fast")
         .add()
         .unwrap();
+    let events = event_channel(&scheduler);
     scheduler.start().unwrap();
     scheduler.run_job_now("slow").unwrap();
     recv(&started_rx);
-    // The slow job holds its thread until the gate opens; the fast one keeps running.
+    // The slow job holds its thread until the gate opens; the fast one runs on time, each
+    // time the clock reaches it.
     for _ in 0..5 {
+        clock.advance(Duration::from_secs(5));
         recv(&tick_rx);
+        executed(&events, &["fast"]);
     }
     // And max_instances (1) applies to the sync job: a second run is skipped, not queued.
-    let mut events = scheduler.events();
     scheduler.run_job_now("slow").unwrap();
-    assert!(events.any(|e| matches!(e, Event::JobMaxInstances { job_id, .. } if job_id == "slow")));
+    wait_for(
+        &events,
+        "JobMaxInstances",
+        |e| matches!(e, Event::JobMaxInstances { job_id, .. } if job_id == "slow"),
+    );
     gate.open(1);
+    drop(clock);
     scheduler.shutdown().unwrap();
 }
 
@@ -319,23 +611,25 @@ fn the_pool_bound_holds() {
             .add()
             .unwrap();
     }
-    let mut events = scheduler.events();
+    let events = scheduler.events();
     scheduler.start().unwrap();
     for i in 0..=POOL {
         scheduler.run_job_now(&format!("job-{i}")).unwrap();
     }
     // All eleven runs were submitted...
-    let submitted = events
-        .by_ref()
-        .filter(|e| matches!(e, Event::JobSubmitted { .. }))
-        .take(POOL + 1)
-        .count();
+    let submitted = bounded("eleven submissions", move || {
+        events
+            .filter(|e| matches!(e, Event::JobSubmitted { .. }))
+            .take(POOL + 1)
+            .count()
+    });
     assert_eq!(submitted, POOL + 1);
     // ...ten hold the pool, and the eleventh waits for a thread.
     for _ in 0..POOL {
         recv(&started_rx);
     }
     assert_eq!(running.load(Ordering::SeqCst), POOL);
+    assert_eq!(scheduler.running_jobs(), POOL + 1);
     assert!(started_rx.try_recv().is_err());
     // One finishes: the eleventh gets its thread.
     gate.open(1);
@@ -374,8 +668,74 @@ fn listeners_get_masked_events_on_their_own_thread() {
     scheduler.run_job_now("works").unwrap();
     assert!(matches!(recv(&rx).0, Event::JobExecuted { .. }));
     scheduler.shutdown().unwrap();
-    // Nothing else matched the mask (not even SchedulerShutdown), and the thread was joined.
-    assert!(rx.try_recv().is_err());
+    // Nothing else matched the mask (not even SchedulerShutdown), and the thread was joined:
+    // its closure, the channel's sender, is gone.
+    assert_eq!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+}
+
+#[test]
+fn a_removed_listener_is_not_called_again() {
+    let scheduler = scheduler();
+    let (a_tx, a_rx) = mpsc::channel();
+    let (b_tx, b_rx) = mpsc::channel();
+    let a = scheduler
+        .add_listener(EventMask::JOB_EXECUTED, move |_| a_tx.send(()).unwrap())
+        .unwrap();
+    let b = scheduler
+        .add_listener(EventMask::JOB_EXECUTED, move |_| b_tx.send(()).unwrap())
+        .unwrap();
+    assert_ne!(a, b);
+    scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("job")
+        .add()
+        .unwrap();
+    scheduler.start().unwrap();
+    scheduler.run_job_now("job").unwrap();
+    recv(&a_rx);
+    recv(&b_rx);
+
+    assert!(scheduler.remove_listener(a));
+    // Its thread has ended and dropped the closure (and with it the sender) before
+    // `remove_listener` returned.
+    assert_eq!(a_rx.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+    assert!(!scheduler.remove_listener(a), "removed twice");
+    scheduler.run_job_now("job").unwrap();
+    recv(&b_rx);
+    scheduler.shutdown().unwrap();
+    assert!(
+        !scheduler.remove_listener(b),
+        "listeners end with the scheduler"
+    );
+}
+
+#[test]
+fn a_listener_can_remove_itself() {
+    let scheduler = scheduler();
+    let id = Arc::new(Mutex::new(None));
+    let closure = DropFlag::new();
+    let (tx, rx) = mpsc::channel();
+    let (handle, my_id, mark) = (scheduler.clone(), Arc::clone(&id), closure.mark());
+    let listener = scheduler
+        .add_listener(EventMask::JOB_EXECUTED, move |_| {
+            let _keep = &mark;
+            let me = my_id.lock().unwrap().expect("the id is set before any run");
+            // From its own thread: returns at once, and the thread ends after this call.
+            tx.send(handle.remove_listener(me)).unwrap();
+        })
+        .unwrap();
+    *id.lock().unwrap() = Some(listener);
+    scheduler
+        .add_job(|| (), Interval::hours(1))
+        .id("job")
+        .add()
+        .unwrap();
+    scheduler.start().unwrap();
+    scheduler.run_job_now("job").unwrap();
+    assert!(recv(&rx));
+    wait_until("the listener's closure dropped", || closure.dropped());
+    assert!(!scheduler.remove_listener(listener));
+    scheduler.shutdown().unwrap();
 }
 
 #[test]
@@ -390,7 +750,8 @@ fn a_job_can_shut_the_scheduler_down() {
     let events = scheduler.events();
     scheduler.start().unwrap();
     scheduler.run_job_now("stop").unwrap();
-    let last = events.last();
+    // The blocking iterator ends with the shutdown.
+    let last = bounded("the events", move || events.last());
     assert_eq!(last, Some(Event::SchedulerShutdown));
     assert_eq!(scheduler.state(), SchedulerState::ShutDown);
 }
@@ -400,15 +761,16 @@ async fn usable_inside_a_multi_thread_runtime() {
     let scheduler = scheduler();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     scheduler
-        .add_job(
-            move || tx.send(()).unwrap(),
-            Interval::every(Duration::from_millis(5)),
-        )
+        .add_job(move || tx.send(()).unwrap(), Interval::hours(1))
         .id("tick")
         .add()
         .unwrap();
     scheduler.start().unwrap();
-    rx.recv().await.unwrap();
+    scheduler.run_job_now("tick").unwrap();
+    tokio::time::timeout(sync_common::BOUND, rx.recv())
+        .await
+        .expect("the job ran")
+        .unwrap();
     scheduler.pause_job("tick").unwrap();
     assert_eq!(scheduler.get_jobs().unwrap().len(), 1);
     // The async handle of the same scheduler awaits instead of blocking.
@@ -431,12 +793,16 @@ async fn usable_inside_a_current_thread_runtime() {
                 let tx = tx.clone();
                 async move { tx.send(()).unwrap() }
             },
-            Interval::every(Duration::from_millis(5)),
+            Date::at(scheduler.now()),
         )
+        .misfire_grace_time(apsched::MisfireGrace::Unlimited)
         .add()
         .unwrap();
     scheduler.start().unwrap();
-    rx.recv().await.unwrap();
+    tokio::time::timeout(sync_common::BOUND, rx.recv())
+        .await
+        .expect("the job ran")
+        .unwrap();
     scheduler.shutdown().unwrap();
 }
 
@@ -444,13 +810,11 @@ async fn usable_inside_a_current_thread_runtime() {
 fn days_of_cron_in_milliseconds_on_a_paused_runtime() {
     // A test clock follows the scheduler runtime's clock; started paused, that runtime jumps to
     // each next timer whenever it is idle, so midnight comes at once.
-    let clock = TestClock::new(Utc.with_ymd_and_hms(2024, 1, 1, 0, 30, 0).unwrap());
-    let mut runtime = tokio::runtime::Builder::new_current_thread();
-    runtime.start_paused(true);
+    let clock = TestClock::new(start_time() + TimeDelta::minutes(30));
     let scheduler = BackgroundScheduler::builder()
         .timezone(Zone::UTC)
         .clock(clock.clone())
-        .runtime(runtime)
+        .runtime(paused_runtime())
         .build()
         .unwrap();
     let (tx, rx) = mpsc::channel();

@@ -230,8 +230,13 @@ impl Launch<'_> {
         )
     }
 
-    /// Readies an async run to be spawned as its own task, catching a panic as an error.
+    /// Readies an async run to be spawned as its own task, catching a panic as an error. It is
+    /// dropped at its next `.await` once a shutdown cancels the runs.
     pub(crate) fn spawn(self, run: impl Future<Output = RunResult> + Send + 'static) {
+        self.ready(run, true);
+    }
+
+    fn ready(self, run: impl Future<Output = RunResult> + Send + 'static, cancellable: bool) {
         let Launch {
             mut completion,
             span,
@@ -241,14 +246,19 @@ impl Launch<'_> {
         let scheduler = Arc::as_ptr(&completion.env.shared) as usize;
         let task = async move {
             let env = Arc::clone(&completion.env);
+            let cancelled = async {
+                if cancellable {
+                    env.cancel.cancelled().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             let result = tokio::select! {
                 // The run first: a run that ends at once never registers with the token.
                 biased;
                 result = AssertUnwindSafe(run).catch_unwind() => result
                     .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic)))),
-                // An async run is dropped at its next await; a blocking body cannot be
-                // stopped, so it is abandoned to finish on its own.
-                () = env.cancel.cancelled() => Err(CANCELLED.to_string()),
+                () = cancelled => Err(CANCELLED.to_string()),
             };
             record_outcome(&result, completion.started.elapsed(), env.failure_level);
             completion.finish(result);
@@ -257,31 +267,35 @@ impl Launch<'_> {
     }
 
     /// Readies a blocking run: it waits for one of the `max_blocking_jobs` permits, then runs
-    /// on the blocking pool.
+    /// on the blocking pool. A blocking body cannot be stopped: a shutdown that stops waiting
+    /// for it reports it abandoned, and it finishes on its own.
     pub(crate) fn spawn_blocking(self, body: impl FnOnce() -> RunResult + Send + 'static) {
         let permits = Arc::clone(&self.completion.env.blocking_permits);
         let scheduler = Arc::as_ptr(&self.completion.env.shared) as usize;
-        self.spawn(async move {
-            // The permit is held on the blocking thread and released when the body ends.
-            let Ok(permit) = permits.acquire_owned().await else {
-                return Err("the blocking pool is closed".to_string());
-            };
-            let span = tracing::Span::current();
-            let joined = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let _entered = span.enter();
-                BLOCKING_RUN_OF.with(|of| of.set(scheduler));
-                let result = std::panic::catch_unwind(AssertUnwindSafe(body));
-                BLOCKING_RUN_OF.with(|of| of.set(0));
-                result
-            })
-            .await;
-            match joined {
-                Ok(Ok(result)) => result,
-                Ok(Err(panic)) => Err(format!("panicked: {}", panic_message(&*panic))),
-                Err(error) => Err(format!("the blocking run failed: {error}")),
-            }
-        });
+        self.ready(
+            async move {
+                // The permit is held on the blocking thread and released when the body ends.
+                let Ok(permit) = permits.acquire_owned().await else {
+                    return Err("the blocking pool is closed".to_string());
+                };
+                let span = tracing::Span::current();
+                let joined = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let _entered = span.enter();
+                    BLOCKING_RUN_OF.with(|of| of.set(scheduler));
+                    let result = std::panic::catch_unwind(AssertUnwindSafe(body));
+                    BLOCKING_RUN_OF.with(|of| of.set(0));
+                    result
+                })
+                .await;
+                match joined {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(panic)) => Err(format!("panicked: {}", panic_message(&*panic))),
+                    Err(error) => Err(format!("the blocking run failed: {error}")),
+                }
+            },
+            false,
+        );
     }
 }
 

@@ -200,6 +200,9 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Deletes at most `limit` ended runs whose fire time is before `before`; returns how many
     /// it deleted (the scheduler calls it again while it deletes `limit`).
-    fn prune_runs(&self, before: DateTime<Utc>, limit: u32)
-        -> BoxFuture<'_, Result<u64, BackendError>>;
+    fn prune_runs(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<u64, BackendError>>;
 }

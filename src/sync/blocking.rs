@@ -1,24 +1,37 @@
 //! [`BlockingScheduler`]: a scheduler whose `start()` blocks, for scripts and command-line
 //! programs (APScheduler's `BlockingScheduler`).
 
-use std::sync::Arc;
+use super::{sealed, Mode, SyncScheduler, SyncSchedulerBuilder};
+use crate::Result;
 
-use super::{Config, Host};
-use crate::{Result, SchedulerBuilder};
+/// The mode of a [`BlockingScheduler`]: `start` blocks until shutdown, and Ctrl-C / SIGTERM
+/// are handled by default.
+#[derive(Debug)]
+pub enum Blocking {}
 
-/// A scheduler whose [`start`](Self::start) blocks the calling thread until the scheduler is
-/// shut down: APScheduler's `BlockingScheduler`, for scripts and command-line programs without
-/// a runtime.
+impl sealed::Sealed for Blocking {
+    const TYPE_NAME: &'static str = "BlockingScheduler";
+    const BUILDER_NAME: &'static str = "BlockingSchedulerBuilder";
+    const THREAD_NAME: &'static str = "apsched-blocking";
+    const HANDLE_SIGNALS: bool = true;
+}
+
+impl Mode for Blocking {}
+
+/// A scheduler whose [`start`](SyncScheduler::<Blocking>::start) blocks the calling thread
+/// until the scheduler is shut down: APScheduler's `BlockingScheduler`, for scripts and
+/// command-line programs without a runtime.
 ///
-/// Shut it down with [`shutdown`](Self::shutdown) from a job, another thread or a listener, or
-/// with Ctrl-C (SIGINT) / SIGTERM, which it handles by default (waiting for running jobs; turn
-/// off with [`handle_signals(false)`](BlockingSchedulerBuilder::handle_signals)).
+/// Shut it down with [`shutdown`](SyncScheduler::shutdown) from a job, another thread or a
+/// listener, or with Ctrl-C (SIGINT) / SIGTERM, which it handles by default (waiting for
+/// running jobs; turn off with [`handle_signals(false)`](SyncSchedulerBuilder::handle_signals)).
 ///
-/// Like the [`BackgroundScheduler`](crate::BackgroundScheduler) it runs its core on a thread
-/// and Tokio runtime of its own, so it is a cheap `Clone` handle whose methods work from any
-/// thread while `start()` blocks; dropping the last handle shuts it down. Plain `fn`s and
-/// closures run on a pool of [`max_blocking_jobs`](BlockingSchedulerBuilder::max_blocking_jobs)
-/// threads (default 10); async ones on the scheduler's runtime.
+/// Like the [`BackgroundScheduler`](crate::BackgroundScheduler) (it is the same
+/// [`SyncScheduler`] type, in another mode) it runs its core on a thread and Tokio runtime of
+/// its own, so it is a cheap `Clone` handle whose methods work from any thread while `start()`
+/// blocks; dropping the last handle shuts it down. Plain `fn`s and closures run on a pool of
+/// [`max_blocking_jobs`](SyncSchedulerBuilder::max_blocking_jobs) threads (default 10); async
+/// ones on the scheduler's runtime.
 ///
 /// ```no_run
 /// use apsched::{trigger::Interval, BlockingScheduler};
@@ -54,44 +67,17 @@ use crate::{Result, SchedulerBuilder};
 /// assert_eq!(sched.state(), apsched::SchedulerState::ShutDown);
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct BlockingScheduler {
-    host: Arc<Host>,
-}
+pub type BlockingScheduler = SyncScheduler<Blocking>;
 
-impl std::fmt::Debug for BlockingScheduler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockingScheduler")
-            .field("state", &self.state())
-            .finish_non_exhaustive()
-    }
-}
+/// Settings for a [`BlockingScheduler`]; start from `BlockingScheduler::builder()`. Signals
+/// are handled unless [`handle_signals(false)`](SyncSchedulerBuilder::handle_signals).
+pub type BlockingSchedulerBuilder = SyncSchedulerBuilder<Blocking>;
 
-impl BlockingScheduler {
-    /// A scheduler with default settings (see [`BlockingSchedulerBuilder`]), stopped; jobs can
-    /// be added before [`start`](Self::start).
-    ///
-    /// # Errors
-    /// [`Error::Runtime`](crate::Error::Runtime) if the thread or the runtime cannot be started.
-    pub fn new() -> Result<BlockingScheduler> {
-        BlockingScheduler::builder().build()
-    }
-
-    /// Settings for a new scheduler.
-    pub fn builder() -> BlockingSchedulerBuilder {
-        BlockingSchedulerBuilder {
-            config: Config {
-                scheduler: SchedulerBuilder::default(),
-                runtime: None,
-                handle_signals: true,
-                thread_name: "apsched-blocking",
-            },
-        }
-    }
-
+impl SyncScheduler<Blocking> {
     /// Starts running jobs and blocks until the scheduler has shut down (by
-    /// [`shutdown`](Self::shutdown) or a signal), its running jobs have finished and its thread
-    /// has been joined.
+    /// [`shutdown`](SyncScheduler::shutdown), [`shutdown_timeout`](SyncScheduler::shutdown_timeout)
+    /// or a signal), its running jobs have finished (or been abandoned at a
+    /// `shutdown_timeout`'s deadline) and its thread has been joined.
     ///
     /// # Errors
     /// At once: [`Error::InvalidState`](crate::Error::InvalidState) if already started,
@@ -102,47 +88,14 @@ impl BlockingScheduler {
         Ok(())
     }
 
-    /// As [`start`](Self::start), but paused: jobs are scheduled and none runs until
-    /// [`resume`](Self::resume) is called (from another thread).
+    /// As [`start`](SyncScheduler::<Blocking>::start), but paused: jobs are scheduled and none
+    /// runs until [`resume`](SyncScheduler::resume) is called (from another thread).
     ///
     /// # Errors
-    /// As [`start`](Self::start).
+    /// As [`start`](SyncScheduler::<Blocking>::start).
     pub fn start_paused(&self) -> Result<()> {
         self.host.start(true)?;
         self.host.wait_stopped();
         Ok(())
-    }
-
-    super::facade_methods!();
-}
-
-/// Settings for a [`BlockingScheduler`]; start from [`BlockingScheduler::builder`].
-#[must_use]
-#[derive(Debug)]
-pub struct BlockingSchedulerBuilder {
-    config: Config,
-}
-
-impl BlockingSchedulerBuilder {
-    super::builder_setters!();
-
-    /// Whether Ctrl-C (SIGINT) and SIGTERM shut the scheduler down gracefully (waiting for
-    /// running jobs), so [`start`](BlockingScheduler::start) returns. Default `true`.
-    ///
-    /// Once Tokio listens for a signal, the process keeps listening for it: after the
-    /// scheduler stops, Ctrl-C no longer ends the program by itself.
-    pub fn handle_signals(mut self, handle: bool) -> Self {
-        self.config.handle_signals = handle;
-        self
-    }
-
-    /// Starts the scheduler's thread and runtime, and builds the scheduler (stopped).
-    ///
-    /// # Errors
-    /// [`Error::Runtime`](crate::Error::Runtime) if the thread or the runtime cannot be started.
-    pub fn build(self) -> Result<BlockingScheduler> {
-        Ok(BlockingScheduler {
-            host: Host::spawn(self.config)?,
-        })
     }
 }
