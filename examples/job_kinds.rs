@@ -1,4 +1,4 @@
-//! The seed's three job kinds: a date job, an interval job every 5 minutes, and a cron job daily
+//! The three job kinds: a date job, an interval job every 5 minutes, and a cron job daily
 //! at 06:30. Each job prints when it runs; the example lists the jobs and their next run
 //! times, then runs a date job due in one second and exits.
 //!

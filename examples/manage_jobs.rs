@@ -1,4 +1,4 @@
-//! Managing jobs, as the seed shows: add a job and keep its id, pause, resume, list, remove.
+//! Managing jobs: add a job and keep its id, pause, resume, list, remove.
 //!
 //! ```text
 //! cargo run --example manage_jobs
