@@ -96,6 +96,32 @@ pub enum Event {
         /// How far the wall clock moved beyond the time that passed.
         by: TimeDelta,
     },
+    /// A durable store failed: the scheduler keeps running the jobs it knows, retries its own
+    /// writes, and fails callers' changes to that store at once until it is back
+    /// ([`StoreRecovered`](Event::StoreRecovered)).
+    StoreError {
+        /// The store's name.
+        store: String,
+        /// What it was doing (`write`, ...).
+        operation: String,
+        /// The error, with its causes.
+        message: String,
+    },
+    /// A durable store that failed takes writes again.
+    StoreRecovered {
+        /// The store's name.
+        store: String,
+    },
+    /// A job in a durable store could not be loaded at start (its row does not decode, or its
+    /// task is not registered): it does not run, and its row is left as it is.
+    JobNotLoaded {
+        /// The store's name.
+        store: String,
+        /// The job's id, if the row gave that much.
+        job_id: Option<String>,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Event {
@@ -139,6 +165,9 @@ impl Event {
             Event::JobMissed { .. } => EventMask::JOB_MISSED,
             Event::JobMaxInstances { .. } => EventMask::JOB_MAX_INSTANCES,
             Event::ClockJumped { .. } => EventMask::CLOCK_JUMPED,
+            Event::StoreError { .. } => EventMask::STORE_ERROR,
+            Event::StoreRecovered { .. } => EventMask::STORE_RECOVERED,
+            Event::JobNotLoaded { .. } => EventMask::JOB_NOT_LOADED,
         }
     }
 }
@@ -193,8 +222,14 @@ impl EventMask {
     pub const JOB_MAX_INSTANCES: EventMask = EventMask(1 << 12);
     /// [`Event::ClockJumped`].
     pub const CLOCK_JUMPED: EventMask = EventMask(1 << 13);
+    /// [`Event::StoreError`].
+    pub const STORE_ERROR: EventMask = EventMask(1 << 14);
+    /// [`Event::StoreRecovered`].
+    pub const STORE_RECOVERED: EventMask = EventMask(1 << 15);
+    /// [`Event::JobNotLoaded`].
+    pub const JOB_NOT_LOADED: EventMask = EventMask(1 << 16);
     /// Every event kind.
-    pub const ALL: EventMask = EventMask((1 << 14) - 1);
+    pub const ALL: EventMask = EventMask((1 << 17) - 1);
 
     /// Whether `event` is of a kind in this set.
     pub fn matches(self, event: &Event) -> bool {
@@ -252,7 +287,7 @@ impl std::ops::Not for EventMask {
 
 impl std::fmt::Debug for EventMask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const NAMES: [&str; 14] = [
+        const NAMES: [&str; 17] = [
             "SCHEDULER_STARTED",
             "SCHEDULER_PAUSED",
             "SCHEDULER_RESUMED",
@@ -267,6 +302,9 @@ impl std::fmt::Debug for EventMask {
             "JOB_MISSED",
             "JOB_MAX_INSTANCES",
             "CLOCK_JUMPED",
+            "STORE_ERROR",
+            "STORE_RECOVERED",
+            "JOB_NOT_LOADED",
         ];
         if *self == EventMask::ALL {
             return f.write_str("EventMask(ALL)");

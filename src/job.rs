@@ -254,6 +254,12 @@ pub struct Job {
     pub next_run_time: Option<DateTime<Zone>>,
     /// How its runs are admitted.
     pub options: JobOptions,
+    /// The store it lives in (`"default"`: the memory store, unless the builder said else).
+    pub store: Arc<str>,
+    /// The registered task it runs, for a job built from a
+    /// [`TaskRegistry`](crate::TaskRegistry) (every job of a durable store is); `None` for a
+    /// closure.
+    pub task: Option<&'static str>,
 }
 
 impl Job {
@@ -263,6 +269,8 @@ impl Job {
         trigger: Trigger,
         next_run_time: Option<DateTime<Zone>>,
         options: JobOptions,
+        store: Arc<str>,
+        task: Option<&'static str>,
     ) -> Job {
         Job {
             id,
@@ -270,6 +278,8 @@ impl Job {
             trigger,
             next_run_time,
             options,
+            store,
+            task,
         }
     }
 
@@ -282,7 +292,7 @@ impl Job {
 impl Serialize for Job {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut job = s.serialize_struct("Job", 8)?;
+        let mut job = s.serialize_struct("Job", 10)?;
         job.serialize_field("id", &self.id)?;
         job.serialize_field("name", &self.name)?;
         job.serialize_field("trigger", &self.trigger)?;
@@ -291,6 +301,8 @@ impl Serialize for Job {
         job.serialize_field("coalesce", &self.options.coalesce)?;
         job.serialize_field("max_instances", &self.options.max_instances)?;
         job.serialize_field("paused", &self.is_paused())?;
+        job.serialize_field("store", &*self.store)?;
+        job.serialize_field("task", &self.task)?;
         job.end()
     }
 }
@@ -405,33 +417,46 @@ impl fmt::Display for Name {
     }
 }
 
-/// What a job run returned: `Err` carries the error's message (or the panic's).
-pub(crate) type RunResult = Result<(), String>;
+/// What a job run returned: the value it gave (as JSON, `None` for `()`), or the error's
+/// message (or the panic's).
+pub(crate) type RunResult = Result<Option<serde_json::Value>, String>;
 
-/// The value a task returns: `()`, or `Result<(), E>` with an error that converts into
+/// The value a task returns: `()`, or `Result<T, E>` where `T` is `()` or any `Serialize`
+/// value (kept in the run's history as JSON) and `E` converts into
 /// `Box<dyn Error + Send + Sync>` (any `std::error::Error + Send + Sync`, `anyhow::Error`,
 /// `String`, `&str`).
 ///
 /// An error becomes the run's message with its whole `source()` chain, `outer: inner: root`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not something a job may return",
-    label = "a job returns `()` or `Result<(), E>`",
+    label = "a job returns `()` or `Result<T, E>`",
     note = "`E` must convert into `Box<dyn std::error::Error + Send + Sync>`: a `Send + Sync` error type, `anyhow::Error`, `String` or `&str`; `Box<dyn Error>` without `+ Send + Sync` cannot cross to the scheduler's threads"
 )]
 pub trait JobOutput: Send + 'static {
-    /// `Ok`, or the error's message with its causes.
-    fn into_result(self) -> Result<(), String>;
+    /// The value as JSON (`None` for `()`), or the error's message with its causes.
+    fn into_result(self) -> Result<Option<serde_json::Value>, String>;
 }
 
 impl JobOutput for () {
-    fn into_result(self) -> Result<(), String> {
-        Ok(())
+    fn into_result(self) -> Result<Option<serde_json::Value>, String> {
+        Ok(None)
     }
 }
 
-impl<E: Into<BoxError> + Send + 'static> JobOutput for Result<(), E> {
-    fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| error_chain(&*e.into()))
+impl<T, E> JobOutput for Result<T, E>
+where
+    T: Serialize + Send + 'static,
+    E: Into<BoxError> + Send + 'static,
+{
+    fn into_result(self) -> Result<Option<serde_json::Value>, String> {
+        match self {
+            Ok(value) => match serde_json::to_value(value) {
+                Ok(serde_json::Value::Null) => Ok(None),
+                Ok(value) => Ok(Some(value)),
+                Err(error) => Err(format!("its result does not serialize as JSON: {error}")),
+            },
+            Err(error) => Err(error_chain(&*error.into())),
+        }
     }
 }
 
@@ -460,6 +485,10 @@ pub(crate) trait TaskBody: Send + Sync + 'static {
     /// The function's name, the job's default name; `None` for a closure, whose jobs are
     /// named after their id.
     fn name(&self) -> Option<&'static str>;
+    /// For a registered task, its name and arguments.
+    fn registered(&self) -> Option<(&'static str, &serde_json::Value)> {
+        None
+    }
 }
 
 /// A type-erased job body; build one with [`IntoTask`] (which `add_job` calls for you).
@@ -481,36 +510,50 @@ impl Task {
         self.body.name()
     }
 
-    /// The same task under another name: a registered task is known by the name it was
-    /// registered under, not by its wrapper closure's.
-    pub(crate) fn named(self, name: &'static str) -> Task {
+    /// The registered task's name and arguments, for a task built by a
+    /// [`TaskRegistry`](crate::TaskRegistry): what a durable store writes, and rebuilds it from.
+    pub fn registered(&self) -> Option<(&'static str, &serde_json::Value)> {
+        self.body.registered()
+    }
+
+    /// The task as registered under `name` with `args`: known by that name, not by its
+    /// wrapper closure's, and able to live in a durable store.
+    pub(crate) fn registered_as(self, name: &'static str, args: serde_json::Value) -> Task {
         Task {
-            body: Box::new(Renamed {
+            body: Box::new(Registered {
                 body: self.body,
                 name,
+                args,
             }),
         }
     }
 }
 
-/// A task body under another name.
-struct Renamed {
+/// A task built by a registry: the body, and the name and arguments it was built from.
+struct Registered {
     body: Box<dyn TaskBody>,
     name: &'static str,
+    args: serde_json::Value,
 }
 
-impl TaskBody for Renamed {
+impl TaskBody for Registered {
     fn start(&self, launch: Launch) {
         self.body.start(launch);
     }
     fn name(&self) -> Option<&'static str> {
         Some(self.name)
     }
+    fn registered(&self) -> Option<(&'static str, &serde_json::Value)> {
+        Some((self.name, &self.args))
+    }
 }
 
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task").field("name", &self.name()).finish()
+        f.debug_struct("Task")
+            .field("name", &self.name())
+            .field("registered", &self.registered().is_some())
+            .finish()
     }
 }
 

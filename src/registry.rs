@@ -82,10 +82,10 @@ impl TaskRegistry {
     {
         let task = Arc::new(task);
         let factory = move |value: serde_json::Value| -> Result<Task> {
-            let args: Args = decode(name, value)?;
+            let args: Args = decode(name, value.clone())?;
             let task = Arc::clone(&task);
             let body = move || task(args.clone());
-            Ok(IntoTask::<(marker::Async, Fut)>::into_task(body).named(name))
+            Ok(IntoTask::<(marker::Async, Fut)>::into_task(body).registered_as(name, value))
         };
         self.tasks.insert(name, Arc::new(factory));
         self
@@ -101,10 +101,10 @@ impl TaskRegistry {
     {
         let task = Arc::new(task);
         let factory = move |value: serde_json::Value| -> Result<Task> {
-            let args: Args = decode(name, value)?;
+            let args: Args = decode(name, value.clone())?;
             let task = Arc::clone(&task);
             let body = move || task(args.clone());
-            Ok(IntoTask::<(marker::Blocking, R)>::into_task(body).named(name))
+            Ok(IntoTask::<(marker::Blocking, R)>::into_task(body).registered_as(name, value))
         };
         self.tasks.insert(name, Arc::new(factory));
         self

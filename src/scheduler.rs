@@ -18,13 +18,15 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::core::{
     in_run_of, Command, Entry, JobChange, Key, Modification, NextRun, Settings, Shared,
-    ShutdownReply,
+    ShutdownReply, StoreIndex, StoreInfo,
 };
 use crate::event::EventStream;
 use crate::job::{IntoTask, Task};
+use crate::store::{JobStore, RunRecord};
 use crate::trigger::Trigger;
 use crate::{
-    Clock, Error, IntoZone, Job, JobId, JobOptions, MisfireGrace, Result, SystemClock, Zone,
+    Clock, Error, IntoZone, Job, JobId, JobOptions, MisfireGrace, Result, SystemClock,
+    TaskRegistry, Zone,
 };
 
 /// Where a scheduler is in its life.
@@ -74,7 +76,6 @@ const MAX_EVENT_CAPACITY: usize = 1 << 20;
 
 /// Settings for a [`Scheduler`]; start from [`Scheduler::builder`].
 #[must_use]
-#[derive(Debug)]
 pub struct SchedulerBuilder {
     timezone: Option<Zone>,
     job_defaults: JobOptions,
@@ -85,6 +86,28 @@ pub struct SchedulerBuilder {
     clock_jump_threshold: Duration,
     failure_log_level: Option<tracing::Level>,
     clock: Arc<dyn Clock>,
+    stores: Vec<(String, Arc<dyn JobStore>)>,
+    default_store: Option<String>,
+    tasks: TaskRegistry,
+    history_retention: Duration,
+    memory_history: usize,
+}
+
+impl std::fmt::Debug for SchedulerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stores: Vec<(&str, String)> = self
+            .stores
+            .iter()
+            .map(|(name, store)| (name.as_str(), store.describe()))
+            .collect();
+        f.debug_struct("SchedulerBuilder")
+            .field("timezone", &self.timezone)
+            .field("job_defaults", &self.job_defaults)
+            .field("stores", &stores)
+            .field("default_store", &self.default_store)
+            .field("tasks", &self.tasks)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SchedulerBuilder {
@@ -99,6 +122,11 @@ impl Default for SchedulerBuilder {
             clock_jump_threshold: Duration::from_secs(1),
             failure_log_level: Some(tracing::Level::ERROR),
             clock: Arc::new(SystemClock),
+            stores: Vec::new(),
+            default_store: None,
+            tasks: TaskRegistry::new(),
+            history_retention: Duration::from_secs(7 * 86_400),
+            memory_history: 1000,
         }
     }
 }
@@ -166,6 +194,48 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Adds a durable job store under `name` (APScheduler's `jobstores`): jobs sent to it
+    /// with [`AddJob::store`] are written to it before their add returns, and a scheduler
+    /// started on it again finds them as they were. A store added again under a name replaces
+    /// the one before. The memory store is named `"default"`; a durable store added under that
+    /// name takes it (and becomes the default), and the memory store is then `"memory"`.
+    pub fn store(mut self, name: impl Into<String>, store: impl JobStore) -> Self {
+        let name = name.into();
+        self.stores.retain(|(existing, _)| *existing != name);
+        self.stores.push((name, Arc::new(store)));
+        self
+    }
+
+    /// The store jobs go to when they name none. Default `"default"` (the memory store, unless
+    /// a durable store took that name).
+    pub fn default_store(mut self, name: impl Into<String>) -> Self {
+        self.default_store = Some(name.into());
+        self
+    }
+
+    /// The tasks jobs in durable stores name: a job's row names a task and carries its
+    /// arguments, and the scheduler rebuilds the job from this registry when it starts. A job
+    /// whose task is not here is reported ([`Event::JobNotLoaded`](crate::Event::JobNotLoaded))
+    /// and left in its store, untouched. Default: none.
+    pub fn tasks(mut self, tasks: TaskRegistry) -> Self {
+        self.tasks = tasks;
+        self
+    }
+
+    /// How long durable stores keep a job's run history; older runs are deleted by a periodic,
+    /// batched delete. Default 7 days; zero keeps none (no run is written).
+    pub fn history_retention(mut self, retention: Duration) -> Self {
+        self.history_retention = retention;
+        self
+    }
+
+    /// How many recent runs of memory-store jobs the scheduler remembers for
+    /// [`Scheduler::get_job_runs`], across all of them. Default 1,000; zero remembers none.
+    pub fn memory_history(mut self, runs: usize) -> Self {
+        self.memory_history = runs;
+        self
+    }
+
     /// Where wall-clock time comes from. Default [`SystemClock`]; tests use
     /// [`TestClock`](crate::TestClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -179,11 +249,25 @@ impl SchedulerBuilder {
     /// Outside a Tokio runtime, as `tokio::spawn` does. Code without a runtime uses the
     /// blocking or background scheduler.
     pub fn build(self) -> Scheduler {
+        let takes_default = self.stores.iter().any(|(name, _)| name == "default");
+        let memory_name = if takes_default { "memory" } else { "default" };
+        let mut stores = vec![StoreInfo::new(Arc::from(memory_name), None)];
+        // A scheduler of more than 255 stores keeps the first 255.
+        for (name, store) in self.stores.into_iter().take(usize::from(StoreIndex::MAX)) {
+            stores.push(StoreInfo::new(Arc::from(name), Some(store)));
+        }
+        let default_name = self.default_store.as_deref().unwrap_or("default");
+        let default_store = stores
+            .iter()
+            .position(|store| &*store.name == default_name)
+            .and_then(|i| StoreIndex::try_from(i).ok());
         let shared = Arc::new(Shared::new(
             self.clock,
             self.event_capacity,
             self.timezone.unwrap_or_else(Zone::local),
             self.job_defaults,
+            stores,
+            default_store,
         ));
         let tx = crate::core::spawn(
             Arc::clone(&shared),
@@ -193,6 +277,9 @@ impl SchedulerBuilder {
                 max_sleep: self.max_sleep,
                 clock_jump_threshold: self.clock_jump_threshold,
                 failure_log_level: self.failure_log_level,
+                tasks: self.tasks,
+                history_retention: self.history_retention,
+                memory_history: self.memory_history,
             },
         );
         Scheduler { tx, shared }
@@ -439,6 +526,7 @@ impl Scheduler {
             options: self.shared.job_defaults,
             replace_existing: false,
             paused: false,
+            store: None,
         }
     }
 
@@ -553,13 +641,68 @@ impl Scheduler {
     pub async fn remove_job(&self, id: &str) -> Result<()> {
         self.ensure_open()?;
         let permit = self.reserve().await?;
-        let mut index = self.shared.index();
-        let key = index
-            .remove(id)
-            .ok_or_else(|| Error::JobNotFound(id.to_string()))?;
-        // Sent under the index lock: commands reach the core in the order the index changed.
-        permit.send(Command::Remove { key });
-        Ok(())
+        let answer = {
+            let mut index = self.shared.index();
+            let key = index
+                .key_of(id)
+                .ok_or_else(|| Error::JobNotFound(id.to_string()))?;
+            if !self.shared.store(key.store()).is_durable() {
+                index.remove(id);
+                // Sent under the index lock: commands reach the core in the order the index
+                // changed.
+                permit.send(Command::Remove { key, reply: None });
+                return Ok(());
+            }
+            // A durable job keeps its id until the delete is written: the core releases it.
+            let (reply, answer) = oneshot::channel();
+            permit.send(Command::Remove {
+                key,
+                reply: Some(reply),
+            });
+            answer
+        };
+        answer.await.map_err(|_| self.gone())?
+    }
+
+    /// The most recent runs of a job, newest fire time first, at most `limit`: from its
+    /// durable store's history, or for a memory-store job from the runs the scheduler
+    /// remembers ([`SchedulerBuilder::memory_history`]). Runs under way are included. A job
+    /// removed since still has its durable history.
+    ///
+    /// # Errors
+    /// [`Error::Store`] if the store cannot be read, [`Error::Shutdown`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it changes nothing.
+    pub async fn get_job_runs(&self, id: &str, limit: usize) -> Result<Vec<RunRecord>> {
+        self.ensure_open()?;
+        let key = self.shared.index().key_of(id);
+        let limit_u32 = u32::try_from(limit).unwrap_or(u32::MAX);
+        let stores: Vec<&StoreInfo> = match key {
+            Some(key) => vec![self.shared.store(key.store())],
+            None => self.shared.stores.iter().collect(),
+        };
+        let mut runs = Vec::new();
+        for store in stores {
+            match &store.backend {
+                Some(backend) => runs.extend(
+                    backend
+                        .runs(id, limit_u32)
+                        .await
+                        .map_err(|error| store.error("read runs", error))?,
+                ),
+                None => {
+                    let id = JobId::new(id);
+                    runs.extend(
+                        self.request(|reply| Command::Runs { id, limit, reply })
+                            .await?,
+                    );
+                }
+            }
+        }
+        runs.sort_by_key(|run| std::cmp::Reverse(run.fire_time));
+        runs.truncate(limit);
+        Ok(runs)
     }
 
     /// Removes every job.
@@ -571,7 +714,79 @@ impl Scheduler {
     /// As [`pause_job`](Self::pause_job).
     pub async fn remove_all_jobs(&self) -> Result<()> {
         self.ensure_open()?;
-        self.request(|reply| Command::RemoveAll { reply }).await
+        self.request(|reply| Command::RemoveAll { reply }).await?
+    }
+
+    /// Adds several jobs at once: every one is checked first, and nothing is added if one is
+    /// refused; each durable store's share is written in one transaction (the way to add
+    /// thousands of durable jobs quickly).
+    ///
+    /// ```
+    /// # use apsched::{Scheduler, trigger::Interval};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apsched::Error> {
+    /// let scheduler = Scheduler::new();
+    /// let jobs = scheduler
+    ///     .add_jobs((0..3).map(|i| {
+    ///         scheduler.add_job(|| async {}, Interval::minutes(5)).id(format!("poll-{i}"))
+    ///     }))
+    ///     .await?;
+    /// assert_eq!(jobs.len(), 3);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The first invalid job's error, [`Error::ConflictingId`] (also for an id given twice),
+    /// [`Error::Store`], [`Error::Shutdown`]; then no job was added.
+    ///
+    /// # Cancel safety
+    /// Dropped before the core took the jobs, nothing is added; after, they are added all the
+    /// same.
+    pub async fn add_jobs<'a>(
+        &'a self,
+        jobs: impl IntoIterator<Item = AddJob<'a>>,
+    ) -> Result<Vec<Job>> {
+        let prepared = jobs
+            .into_iter()
+            .map(|add| self.prepare_add(add))
+            .collect::<Result<Vec<_>>>()?;
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let permit = self.reserve().await?;
+        let (reply, answer) = oneshot::channel();
+        let snapshots = {
+            let mut index = self.shared.index();
+            let mut entered: Vec<(Key, JobId, Option<Key>)> = Vec::with_capacity(prepared.len());
+            let mut jobs = Vec::with_capacity(prepared.len());
+            let mut snapshots = Vec::with_capacity(prepared.len());
+            for prepared in prepared {
+                let PreparedAdd {
+                    entry,
+                    job,
+                    store,
+                    replace_existing,
+                } = prepared;
+                let Some((key, replaces)) = index.enter(job.id.clone(), store, replace_existing)
+                else {
+                    // Undo what this call entered, and say which id was taken.
+                    for (key, id, replaces) in entered.into_iter().rev() {
+                        index.release(key, &id);
+                        if let Some(old) = replaces {
+                            index.restore(id, old);
+                        }
+                    }
+                    return Err(Error::ConflictingId(job.id.to_string()));
+                };
+                entered.push((key, job.id.clone(), replaces));
+                jobs.push((key, entry, replaces));
+                snapshots.push(job);
+            }
+            permit.send(Command::AddMany { jobs, reply });
+            snapshots
+        };
+        answer.await.map_err(|_| self.gone())??;
+        Ok(snapshots)
     }
 
     // ---- the parts the sync facades share ----
@@ -627,35 +842,67 @@ impl Scheduler {
             Some(id) => JobId::new(&id),
             None => JobId::random(),
         };
+        let store = match &add.store {
+            Some(name) => self
+                .shared
+                .store_named(name)
+                .ok_or_else(|| Error::UnknownStore(name.clone()))?,
+            None => self
+                .shared
+                .default_store
+                .ok_or_else(|| Error::UnknownStore("default".into()))?,
+        };
+        let info = self.shared.store(store);
+        if info.is_durable() && add.task.registered().is_none() {
+            return Err(Error::NotDurable {
+                store: info.name.to_string(),
+            });
+        }
         let name: Option<Arc<str>> = add.name.map(Arc::from);
         let next = (!add.paused).then(|| NextRun::jittered(&trigger, first));
         let entry = Entry::new(id, name, add.task, trigger, add.options, next);
-        let job = entry.snapshot(self.shared.timezone);
+        let job = entry.snapshot(self.shared.timezone, &info.name);
         Ok(PreparedAdd {
             entry,
             job,
+            store,
             replace_existing: add.replace_existing,
         })
     }
 
     /// Enters a prepared job's id and sends the job, under the index lock, so commands reach
     /// the core in the order the index changed.
-    fn send_add(&self, permit: mpsc::Permit<'_, Command>, prepared: PreparedAdd) -> Result<Job> {
+    ///
+    /// A memory job is added once sent; a durable one once its store has written it, so then
+    /// the caller waits for the returned answer.
+    fn send_add(
+        &self,
+        permit: mpsc::Permit<'_, Command>,
+        prepared: PreparedAdd,
+    ) -> Result<(Job, Option<oneshot::Receiver<Result<()>>>)> {
         let PreparedAdd {
             entry,
             job,
+            store,
             replace_existing,
         } = prepared;
         let mut index = self.shared.index();
-        let Some((key, replaces)) = index.enter(job.id.clone(), replace_existing) else {
+        let Some((key, replaces)) = index.enter(job.id.clone(), store, replace_existing) else {
             return Err(Error::ConflictingId(job.id.to_string()));
+        };
+        let (reply, answer) = if self.shared.store(store).is_durable() {
+            let (reply, answer) = oneshot::channel();
+            (Some(reply), Some(answer))
+        } else {
+            (None, None)
         };
         permit.send(Command::Add {
             key,
             entry,
             replaces,
+            reply,
         });
-        Ok(job)
+        Ok((job, answer))
     }
 
     async fn change(&self, id: &str, change: JobChange) -> Result<Option<Job>> {
@@ -716,9 +963,19 @@ pub struct AddJob<'a> {
     options: JobOptions,
     replace_existing: bool,
     paused: bool,
+    store: Option<String>,
 }
 
 impl AddJob<'_> {
+    /// The store the job lives in, by the name given to [`SchedulerBuilder::store`]. Default:
+    /// the default store (the memory store unless the builder says else). A job for a
+    /// durable store must be a task from a [`TaskRegistry`] ([`Error::NotDurable`]
+    /// otherwise), and its add returns once the store has written it.
+    pub fn store(mut self, name: impl Into<String>) -> Self {
+        self.store = Some(name.into());
+        self
+    }
+
     /// The job's id. Default: a random UUID.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
@@ -779,6 +1036,7 @@ impl<'a> IntoFuture for AddJob<'a> {
 struct PreparedAdd {
     entry: Entry,
     job: Job,
+    store: StoreIndex,
     replace_existing: bool,
 }
 
@@ -799,6 +1057,8 @@ pub struct AddJobFuture<'a> {
 enum Adding<'a> {
     Start(AddJob<'a>),
     WaitingForRoom(PreparedAdd, Pin<Box<Reserve<'a>>>),
+    /// A durable job, sent: waiting for its store to write it.
+    WaitingForWrite(Job, oneshot::Receiver<Result<()>>),
     Done,
 }
 
@@ -814,36 +1074,50 @@ impl Future for AddJobFuture<'_> {
         let this = self.get_mut();
         let scheduler = this.scheduler;
         loop {
-            match std::mem::replace(&mut this.state, Adding::Done) {
+            let permit = match std::mem::replace(&mut this.state, Adding::Done) {
                 Adding::Start(add) => {
                     let prepared = match scheduler.prepare_add(add) {
                         Ok(prepared) => prepared,
                         Err(error) => return Poll::Ready(Err(error)),
                     };
                     match scheduler.tx.try_reserve() {
-                        Ok(permit) => return Poll::Ready(scheduler.send_add(permit, prepared)),
+                        Ok(permit) => (permit, prepared),
                         Err(mpsc::error::TrySendError::Full(())) => {
                             let reserve = Box::pin(scheduler.tx.reserve());
                             this.state = Adding::WaitingForRoom(prepared, reserve);
+                            continue;
                         }
                         Err(mpsc::error::TrySendError::Closed(())) => {
                             return Poll::Ready(Err(scheduler.gone()))
                         }
                     }
                 }
-                Adding::WaitingForRoom(prepared, mut reserve) => {
-                    return match reserve.as_mut().poll(cx) {
-                        Poll::Ready(Ok(permit)) => {
-                            Poll::Ready(scheduler.send_add(permit, prepared))
-                        }
+                Adding::WaitingForRoom(prepared, mut reserve) => match reserve.as_mut().poll(cx) {
+                    Poll::Ready(Ok(permit)) => (permit, prepared),
+                    Poll::Ready(Err(_)) => return Poll::Ready(Err(scheduler.gone())),
+                    Poll::Pending => {
+                        this.state = Adding::WaitingForRoom(prepared, reserve);
+                        return Poll::Pending;
+                    }
+                },
+                Adding::WaitingForWrite(job, mut answer) => {
+                    return match Pin::new(&mut answer).poll(cx) {
+                        Poll::Ready(Ok(Ok(()))) => Poll::Ready(Ok(job)),
+                        Poll::Ready(Ok(Err(error))) => Poll::Ready(Err(error)),
                         Poll::Ready(Err(_)) => Poll::Ready(Err(scheduler.gone())),
                         Poll::Pending => {
-                            this.state = Adding::WaitingForRoom(prepared, reserve);
+                            this.state = Adding::WaitingForWrite(job, answer);
                             Poll::Pending
                         }
                     };
                 }
                 Adding::Done => panic!("`AddJobFuture` polled after it completed"),
+            };
+            let (permit, prepared) = permit;
+            match scheduler.send_add(permit, prepared) {
+                Ok((job, None)) => return Poll::Ready(Ok(job)),
+                Ok((job, Some(answer))) => this.state = Adding::WaitingForWrite(job, answer),
+                Err(error) => return Poll::Ready(Err(error)),
             }
         }
     }
@@ -854,6 +1128,7 @@ impl std::fmt::Debug for AddJobFuture<'_> {
         let state = match self.state {
             Adding::Start(_) => "not started",
             Adding::WaitingForRoom(..) => "waiting for room in the core's channel",
+            Adding::WaitingForWrite(..) => "waiting for its store to write it",
             Adding::Done => "done",
         };
         f.debug_struct("AddJobFuture")

@@ -33,7 +33,8 @@
 //! { "id": "cleanup", "name": "cleanup",
 //!   "trigger": { "type": "interval", "period": 60.0, "start": "2024-01-01T00:01:00Z", "timezone": "UTC" },
 //!   "next_run_time": "2024-01-01T00:01:00Z",
-//!   "misfire_grace_time": 1.0, "coalesce": true, "max_instances": 1, "paused": false }
+//!   "misfire_grace_time": 1.0, "coalesce": true, "max_instances": 1, "paused": false,
+//!   "store": "default", "task": null }
 //! ```
 //!
 //! A `Status` is `{"state": "running", "timezone": "UTC", "job_count": 3, "running_count": 1}`
@@ -46,12 +47,12 @@
 //!
 //! | status | kinds |
 //! |---|---|
-//! | `400 Bad Request` | `bad_request` (malformed JSON, unknown field), `invalid_trigger`, `invalid_cron_field`, `trigger_never_fires`, `unknown_time_zone`, `invalid_option`, `task_not_found`, `invalid_task_args` |
+//! | `400 Bad Request` | `bad_request` (malformed JSON, unknown field), `invalid_trigger`, `invalid_cron_field`, `trigger_never_fires`, `unknown_time_zone`, `invalid_option`, `task_not_found`, `invalid_task_args`, `not_durable` (a closure for a durable store), `unknown_store` |
 //! | `404 Not Found` | `job_not_found` |
 //! | `405 Method Not Allowed` | `adding_disabled` (`POST .../jobs` without [`Api::tasks`]) |
 //! | `409 Conflict` | `conflicting_id` (the id is taken), `invalid_state` (e.g. pausing a scheduler not started) |
-//! | `503 Service Unavailable` | `shutdown`, `closed` (the scheduler's core task stopped without a shutdown) |
-//! | `500 Internal Server Error` | `runtime` |
+//! | `503 Service Unavailable` | `shutdown`, `closed` (the scheduler's core task stopped without a shutdown), `store` (a job store cannot be reached) |
+//! | `500 Internal Server Error` | `runtime`, `store_schema` (a store's schema is newer than this apsched) |
 //!
 //! [`Error`] implements [`IntoResponse`] with the same mapping, so your own handlers can return
 //! `Result<_, apsched::Error>` and `?` scheduler calls.
@@ -66,12 +67,13 @@
 //! { "id": "nightly", "task": "cleanup", "args": { "older_than_days": 30 },
 //!   "trigger": { "type": "interval", "period": 86400.0, "start": "2024-01-02T03:00:00Z" },
 //!   "misfire_grace_time": 60, "coalesce": true, "max_instances": 1,
-//!   "replace_existing": false, "paused": false }
+//!   "replace_existing": false, "paused": false, "store": "durable" }
 //! ```
 //!
 //! Only `task` and `trigger` are required; `args` defaults to `null` (a task taking `()`),
-//! `name` to the task's name, `id` to a random one, the options to the scheduler's job
-//! defaults (`"misfire_grace_time": null` means however late). The trigger is the
+//! `name` to the task's name, `id` to a random one, `store` to the scheduler's default store,
+//! the options to the scheduler's job defaults (`"misfire_grace_time": null` means however
+//! late). The trigger is the
 //! [`Trigger`] JSON, tagged by `type`: `{"type": "interval",
 //! "period": 60.0}`, `{"type": "date", "run_date": "2030-01-01T00:00:00Z"}`, ...
 //!
@@ -462,6 +464,8 @@ struct NewJob {
     replace_existing: bool,
     #[serde(default)]
     paused: bool,
+    /// Absent: the scheduler's default store.
+    store: Option<String>,
 }
 
 /// A field that is present, `null` included: `null` is [`MisfireGrace::Unlimited`], not
@@ -510,6 +514,9 @@ async fn add_job(
     }
     if new.paused {
         add = add.paused();
+    }
+    if let Some(store) = new.store {
+        add = add.store(store);
     }
     Ok((StatusCode::CREATED, Json(add.await?)))
 }

@@ -93,7 +93,9 @@ fn tick_json() -> Value {
         "misfire_grace_time": 1.0,
         "coalesce": true,
         "max_instances": 1,
-        "paused": false
+        "paused": false,
+        "store": "default",
+        "task": null
     })
 }
 
@@ -385,7 +387,9 @@ async fn adding_a_registered_task_schedules_it_with_its_arguments() {
             "misfire_grace_time": null,
             "coalesce": true,
             "max_instances": 3,
-            "paused": false
+            "paused": false,
+            "store": "default",
+            "task": "greet"
         })
     );
     advance(Duration::from_secs(61)).await;

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::commit::{Change, Removal};
 use super::run::panic_message;
-use super::table::{Entry, Key};
+use super::table::{Entry, Key, StoreIndex};
 use super::{Core, Lifecycle};
 use crate::trigger::Trigger;
 use crate::{AbandonedRun, Error, Event, Job, JobOptions, MisfireGrace, Result};
@@ -36,12 +36,27 @@ pub(crate) enum Command {
         entry: Entry,
         /// The key the job's id named before (`replace_existing`).
         replaces: Option<Key>,
+        /// Set for a durable job: answered once it is written.
+        reply: Option<oneshot::Sender<Result<()>>>,
+    },
+    /// Several jobs at once (`add_jobs`): each store's share is written in one transaction.
+    AddMany {
+        jobs: Vec<(Key, Entry, Option<Key>)>,
+        reply: oneshot::Sender<Result<()>>,
     },
     Remove {
         key: Key,
+        /// Set for a durable job: answered once the delete is written.
+        reply: Option<oneshot::Sender<Result<()>>>,
     },
     RemoveAll {
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// The recent runs of the memory store's job `id`.
+    Runs {
+        id: crate::JobId,
+        limit: usize,
+        reply: oneshot::Sender<Vec<crate::store::RunRecord>>,
     },
     Get {
         key: Key,
@@ -108,6 +123,13 @@ impl Core {
             reject(command);
             return;
         }
+        // A command for a job whose change is still being written waits behind it.
+        if let Some(key) = command.keys().find(|key| self.pending.holds(*key)) {
+            if let Some(waiting) = self.pending.keys.get_mut(&key) {
+                waiting.push_back(command);
+            }
+            return;
+        }
         if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| self.apply(command))) {
             tracing::error!(panic = %panic_message(&*panic), "apsched: a command panicked in the core; it was dropped");
         }
@@ -119,31 +141,43 @@ impl Core {
                 key,
                 entry,
                 replaces,
-            } => self.add(key, entry, replaces),
-            Command::Remove { key } => self.commit(key, Change::Remove(Removal::Removed)),
-            Command::RemoveAll { reply } => {
-                for key in self.jobs.keys() {
-                    self.commit(key, Change::Remove(Removal::Cleared));
+                reply,
+            } => match reply {
+                Some(reply) if self.is_durable(key) => {
+                    self.add_durable(key, entry, replaces, reply)
                 }
-                self.due.clear();
-                self.shared.emit(|| Event::AllJobsRemoved);
-                let _ = reply.send(());
+                reply => {
+                    self.add(key, entry, replaces, false);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            },
+            Command::AddMany { jobs, reply } => self.add_many(jobs, reply),
+            Command::Remove { key, reply } => match reply {
+                Some(reply) if self.is_durable(key) => self.remove_durable(key, Some(reply)),
+                reply => {
+                    self.commit(key, Change::Remove(Removal::Removed));
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            },
+            Command::RemoveAll { reply } => self.remove_all(reply),
+            Command::Runs { id, limit, reply } => {
+                let _ = reply.send(self.memory_runs(&id, limit));
             }
             Command::Get { key, reply } => {
-                let _ = reply.send(self.jobs.get(key).map(|e| e.snapshot(self.shared.timezone)));
+                let _ = reply.send(self.jobs.get(key).map(|e| self.snapshot(key, e)));
             }
             Command::GetAll { reply } => {
-                let zone = self.shared.timezone;
                 let mut jobs: Vec<(Key, &Entry)> = self.jobs.iter().collect();
                 jobs.sort_by_key(|(key, e)| (e.next.is_none(), e.next.map(|n| n.at()), *key));
-                let _ = reply.send(jobs.into_iter().map(|(_, e)| e.snapshot(zone)).collect());
+                let jobs = jobs.into_iter().map(|(key, e)| self.snapshot(key, e));
+                let _ = reply.send(jobs.collect());
             }
-            Command::Change { key, change, reply } => {
-                let _ = reply.send(self.change(key, change));
-            }
-            Command::Start { paused, reply } => {
-                let _ = reply.send(self.start(paused));
-            }
+            Command::Change { key, change, reply } => self.change(key, change, reply),
+            Command::Start { paused, reply } => self.begin_start(paused, reply),
             Command::Pause { reply } => {
                 let _ = reply.send(self.set_paused(true));
             }
@@ -166,48 +200,110 @@ impl Core {
         }
     }
 
-    fn add(&mut self, key: Key, entry: Entry, replaces: Option<Key>) {
+    /// Adds a job, replacing `replaces`. `written`: a durable job whose store has written it
+    /// (the replaced job's row is gone with that write too); else a memory job, and a durable
+    /// job it replaces is deleted from its store.
+    pub(super) fn add(&mut self, key: Key, entry: Entry, replaces: Option<Key>, written: bool) {
         if let Some(old) = replaces {
-            self.commit(old, Change::Remove(Removal::Replaced));
+            if written {
+                self.apply_change(old, Change::Remove(Removal::Replaced));
+            } else {
+                self.commit(old, Change::Remove(Removal::Replaced));
+            }
         }
         // Handles send commands in the order they change the index: if the id was removed or
         // replaced since, that command is queued behind this one and will undo it, as it would
         // had the core been quicker.
-        self.commit(key, Change::Add(entry));
+        self.apply_change(key, Change::Add(entry));
     }
 
-    fn change(&mut self, key: Key, change: JobChange) -> Result<Option<Job>> {
+    /// Applies a caller's change to a job: at once for a memory job, after its write for a
+    /// durable one.
+    fn change(&mut self, key: Key, change: JobChange, reply: oneshot::Sender<Result<Option<Job>>>) {
         let now = self.shared.clock.now();
         let Some(entry) = self.jobs.get(key) else {
-            return Ok(None);
+            let _ = reply.send(Ok(None));
+            return;
         };
-        match change {
+        let changes = match change {
             JobChange::Modify(modification) => {
                 let options = modification.applied_to(entry.options.into());
                 let name = modification.name;
-                self.commit(key, Change::Modify { name, options });
+                vec![Change::Modify { name, options }]
             }
-            JobChange::Reschedule(trigger) => {
-                let first = trigger.next_fire_time(None, now)?;
-                self.commit(key, Change::Reschedule { trigger, first });
+            JobChange::Reschedule(trigger) => match trigger.next_fire_time(None, now) {
+                Ok(first) => vec![Change::Reschedule { trigger, first }],
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                    return;
+                }
+            },
+            JobChange::Pause => vec![Change::Next(None)],
+            JobChange::Resume => match entry.trigger.next_fire_time(None, now) {
+                Ok(Some(first)) => vec![Change::Next(Some(first))],
+                Ok(None) => vec![Change::Remove(Removal::Finished)],
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                    return;
+                }
+            },
+            JobChange::RunNow => {
+                self.submit(key, now, None);
+                Vec::new()
             }
-            JobChange::Pause => self.commit(key, Change::Next(None)),
-            JobChange::Resume => {
-                let Some(first) = entry.trigger.next_fire_time(None, now)? else {
-                    self.commit(key, Change::Remove(Removal::Finished));
-                    return Ok(None);
-                };
-                self.commit(key, Change::Next(Some(first)));
-            }
-            JobChange::RunNow => self.submit(key, now, None),
+        };
+        if self.is_durable(key) && !changes.is_empty() {
+            self.change_durable(key, changes, reply);
+            return;
         }
-        let job = self.jobs.get(key).map(|e| e.snapshot(self.shared.timezone));
+        for change in changes {
+            self.apply_change(key, change);
+        }
+        let _ = reply.send(Ok(self.modified(key)));
+    }
+
+    /// The job's snapshot after a caller changed it, reported as modified.
+    pub(super) fn modified(&self, key: Key) -> Option<Job> {
+        let job = self.jobs.get(key).map(|e| self.snapshot(key, e));
         if let Some(job) = &job {
             self.shared.emit(|| Event::JobModified {
                 job_id: job.id.clone(),
             });
         }
-        Ok(job)
+        job
+    }
+
+    /// Removes every job: memory jobs at once, durable ones once each store has written it.
+    fn remove_all(&mut self, reply: oneshot::Sender<Result<()>>) {
+        let durable: Vec<StoreIndex> = (0..self.writers.len())
+            .filter(|i| self.writers[*i].is_some())
+            .filter_map(|i| StoreIndex::try_from(i).ok())
+            .collect();
+        for key in self.jobs.keys() {
+            if !self.is_durable(key) {
+                self.apply_change(key, Change::Remove(Removal::Cleared));
+            }
+        }
+        if durable.is_empty() {
+            self.shared.emit(|| Event::AllJobsRemoved);
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        self.clear_durable(durable, reply);
+    }
+}
+
+impl Command {
+    /// The jobs the command is about.
+    fn keys(&self) -> impl Iterator<Item = Key> {
+        let (first, second) = match self {
+            Command::Add { key, replaces, .. } => (Some(*key), *replaces),
+            Command::Remove { key, .. }
+            | Command::Get { key, .. }
+            | Command::Change { key, .. } => (Some(*key), None),
+            _ => (None, None),
+        };
+        first.into_iter().chain(second)
     }
 }
 
@@ -228,10 +324,13 @@ pub(super) fn reject(command: Command) {
         Command::Change { reply, .. } => {
             let _ = reply.send(Err(Error::Shutdown));
         }
+        Command::RemoveAll { reply } | Command::AddMany { reply, .. } => {
+            let _ = reply.send(Err(Error::Shutdown));
+        }
         // Dropping the reply sender makes the caller see `Error::Shutdown`.
         Command::Add { .. }
         | Command::Remove { .. }
-        | Command::RemoveAll { .. }
+        | Command::Runs { .. }
         | Command::Get { .. }
         | Command::GetAll { .. } => {}
     }

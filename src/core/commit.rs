@@ -1,9 +1,11 @@
-//! The commit point: the one function through which every change to a job passes.
+//! The commit point: the one place through which every change to a job passes.
 //!
 //! Adding, removing, modifying, rescheduling, pausing and resuming a job, and every advance of
-//! its next run, are [`Change`]s given to [`Core::commit`], which keeps the job table, the id
-//! index, the due queue and the job events in step. This is where a job's store will be handed
-//! each change; today the only store is memory, so nothing is awaited here.
+//! its next run, are [`Change`]s. [`Core::commit`] hands a change to the job's store and
+//! applies it; [`Core::apply_change`] applies one already written (a caller's change to a
+//! durable job, applied when its write is acknowledged). Applying keeps the job table, the id
+//! index, the due queue and the job events in step. A memory job's store takes nothing; a
+//! durable job's change becomes a [`Write`] for its store's writer.
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::table::{Entry, Key, NextRun};
 use super::Core;
+use crate::store::{StoredJob, Write};
 use crate::trigger::Trigger;
 use crate::{Error, Event, JobOptions};
 
@@ -51,9 +54,60 @@ pub(super) enum Removal {
 }
 
 impl Core {
+    /// Commits a change the core makes on its own (or a caller made to a memory job): the
+    /// job's store is handed it, and it is applied. A change to a job that is gone does
+    /// nothing.
+    pub(super) fn commit(&mut self, key: Key, change: Change) {
+        if self.is_durable(key) {
+            if let Some(write) = self.write_for(key, &change) {
+                self.outbox[usize::from(key.store())].push(write);
+            }
+        }
+        self.apply_change(key, change);
+    }
+
+    /// Whether the job lives in a durable store.
+    pub(super) fn is_durable(&self, key: Key) -> bool {
+        self.writers
+            .get(usize::from(key.store()))
+            .is_some_and(Option::is_some)
+    }
+
+    /// The write that records `change` of the job `key` in its store, from the job as it is
+    /// before the change.
+    pub(super) fn write_for(&self, key: Key, change: &Change) -> Option<Write> {
+        let entry = match change {
+            Change::Add(entry) => return stored(entry).map(Write::Put),
+            _ => self.jobs.get(key)?,
+        };
+        let id = entry.id.to_string();
+        Some(match change {
+            Change::Add(_) => return None,
+            Change::Remove(_) => Write::Delete { id },
+            Change::Next(regular) => Write::Next {
+                id,
+                next_run_time: *regular,
+            },
+            Change::Modify { name, options } => {
+                let mut row = stored(entry)?;
+                if let Some(name) = name {
+                    row.name = Some(name.to_string());
+                }
+                row.options = serde_json::to_value(options).ok()?;
+                Write::Put(row)
+            }
+            Change::Reschedule { trigger, first } => {
+                let mut row = stored(entry)?;
+                row.trigger = serde_json::to_value(trigger).ok()?;
+                row.next_run_time = *first;
+                Write::Put(row)
+            }
+        })
+    }
+
     /// Applies one change to one job: the table, the index, the due queue and the events
     /// follow. A change to a job that is gone does nothing.
-    pub(super) fn commit(&mut self, key: Key, change: Change) {
+    pub(super) fn apply_change(&mut self, key: Key, change: Change) {
         match change {
             Change::Add(entry) => {
                 let (id, next) = (entry.id.clone(), entry.next);
@@ -112,4 +166,19 @@ impl Core {
             self.due.push(key, next);
         }
     }
+}
+
+/// The row a durable store keeps for a job; `None` for a job whose task is not a registered
+/// one (it cannot be in a durable store).
+pub(super) fn stored(entry: &Entry) -> Option<StoredJob> {
+    let (task, args) = entry.task.registered()?;
+    Some(StoredJob {
+        id: entry.id.to_string(),
+        name: entry.name.as_deref().map(str::to_string),
+        task: task.to_string(),
+        args: args.clone(),
+        trigger: serde_json::to_value(&entry.trigger).ok()?,
+        options: serde_json::to_value(JobOptions::from(entry.options)).ok()?,
+        next_run_time: entry.next.map(|next| next.regular),
+    })
 }

@@ -125,7 +125,7 @@ impl Core {
         });
         let id = entry.id.clone();
         if let Some(scheduled) = decision.missed {
-            self.missed(&id, scheduled);
+            self.missed(key, &id, scheduled);
         }
         if let Some(scheduled) = decision.run {
             self.submit(key, scheduled, catch_up);
@@ -155,7 +155,7 @@ mod tests {
         let mut kept = Vec::new();
         for i in 0..100_000 {
             let id = JobId::new(&i.to_string());
-            let (key, _) = index.enter(id.clone(), false).unwrap();
+            let (key, _) = index.enter(id.clone(), 0, false).unwrap();
             let entry = Entry::new(
                 id.clone(),
                 None,

@@ -27,6 +27,7 @@ mod commit;
 mod due;
 mod misfire;
 mod run;
+mod store;
 mod table;
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -39,14 +40,19 @@ use tokio::time::{Instant, Sleep};
 
 pub(crate) use command::{Command, JobChange, Modification, ShutdownReply};
 pub(crate) use run::{in_run_of, Launch, RunEnv};
-pub(crate) use table::{Entry, Index, Key, NextRun};
+pub(crate) use store::StoreInfo;
+pub(crate) use table::{Entry, Index, Key, NextRun, StoreIndex};
 
 use self::command::reject;
 use self::commit::{Change, Removal};
 use self::due::DueQueue;
 use self::run::{RunDone, RunTask, Runs};
+use self::store::{FromWriter, History, Pending, Starting, ToWriter};
 use self::table::JobTable;
-use crate::{AbandonedRun, Clock, Error, Event, JobOptions, Result, SchedulerState, Zone};
+use crate::store::Write;
+use crate::{
+    AbandonedRun, Clock, Error, Event, JobOptions, Result, SchedulerState, TaskRegistry, Zone,
+};
 
 /// How many queued commands the core takes in one go.
 const COMMAND_BATCH: usize = 1024;
@@ -63,6 +69,12 @@ pub(crate) struct Settings {
     pub(crate) max_sleep: Duration,
     pub(crate) clock_jump_threshold: Duration,
     pub(crate) failure_log_level: Option<tracing::Level>,
+    /// The tasks durable jobs name.
+    pub(crate) tasks: TaskRegistry,
+    /// How long durable stores keep run history (zero: none is written).
+    pub(crate) history_retention: Duration,
+    /// How many runs of memory-store jobs the core remembers.
+    pub(crate) memory_history: usize,
 }
 
 /// What the handles and the core share: the clock, the events, the id index, and the
@@ -78,6 +90,10 @@ pub(crate) struct Shared {
     running: AtomicUsize,
     pub(crate) timezone: Zone,
     pub(crate) job_defaults: JobOptions,
+    /// The memory store first, then the durable stores.
+    pub(crate) stores: Vec<StoreInfo>,
+    /// The store jobs go to unless they name one.
+    pub(crate) default_store: Option<StoreIndex>,
 }
 
 impl Shared {
@@ -86,8 +102,12 @@ impl Shared {
         event_capacity: usize,
         timezone: Zone,
         job_defaults: JobOptions,
+        stores: Vec<StoreInfo>,
+        default_store: Option<StoreIndex>,
     ) -> Shared {
         Shared {
+            stores,
+            default_store,
             clock,
             events: broadcast::channel(event_capacity).0,
             subscribers: Arc::new(AtomicUsize::new(0)),
@@ -117,6 +137,16 @@ impl Shared {
 
     fn publish(&self, state: SchedulerState) {
         self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// The store named `name`.
+    pub(crate) fn store_named(&self, name: &str) -> Option<StoreIndex> {
+        let index = self.stores.iter().position(|s| &*s.name == name)?;
+        StoreIndex::try_from(index).ok()
+    }
+
+    pub(crate) fn store(&self, index: StoreIndex) -> &StoreInfo {
+        &self.stores[usize::from(index)]
     }
 
     /// Runs under way now.
@@ -204,6 +234,17 @@ pub(crate) struct Core {
     runs: Runs,
     /// Runs ready to spawn, gathered while handling due jobs or commands.
     ready: Vec<RunTask>,
+    /// Each durable store's writer (`None` for the memory store), and the core's own writes
+    /// gathered for it since the last flush.
+    writers: Vec<Option<mpsc::UnboundedSender<ToWriter>>>,
+    outbox: Vec<Vec<Write>>,
+    from_writers: mpsc::UnboundedReceiver<FromWriter>,
+    /// Callers' changes to durable jobs, waiting for their write.
+    pending: Pending,
+    /// A start waiting for the durable stores' jobs.
+    starting: Option<Starting>,
+    /// The recent runs of memory-store jobs.
+    history: History,
     /// The wall and monotonic clocks at the last wake, to tell a clock jump.
     last_wall: DateTime<Utc>,
     last_mono: Instant,
@@ -223,7 +264,24 @@ impl Core {
             settings.max_blocking_jobs,
             settings.failure_log_level,
         );
+        let (to_core, from_writers) = mpsc::unbounded_channel();
+        let writers: Vec<_> = (0..shared.stores.len())
+            .map(|i| {
+                let index = StoreIndex::try_from(i).unwrap_or(StoreIndex::MAX);
+                shared.stores[i].is_durable().then(|| {
+                    let retention = settings.history_retention;
+                    store::spawn_writer(Arc::clone(&shared), index, retention, to_core.clone())
+                })
+            })
+            .collect();
+        let history = History::new(settings.memory_history);
         Core {
+            outbox: vec![Vec::new(); writers.len()],
+            writers,
+            from_writers,
+            pending: Pending::default(),
+            starting: None,
+            history,
             rx,
             shared,
             settings,
@@ -251,8 +309,12 @@ impl Core {
                 backlog = self.run_due(now);
             }
             self.spawn_ready();
+            self.flush_writes();
             self.due.compact(&self.jobs);
-            if matches!(self.lifecycle, Lifecycle::ShuttingDown(_)) && self.runs.is_empty() {
+            if matches!(self.lifecycle, Lifecycle::ShuttingDown(_))
+                && self.runs.is_empty()
+                && self.pending.is_empty()
+            {
                 break;
             }
             if !backlog {
@@ -290,6 +352,7 @@ impl Core {
                         self.finished(done);
                     }
                 }
+                Some(written) = self.from_writers.recv() => self.heard_from_writer(written),
                 // More due runs than one batch: let this worker run some of the jobs just
                 // spawned, then go round again (not through the timer, which would round up to
                 // the next millisecond).

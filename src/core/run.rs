@@ -24,6 +24,7 @@ use super::misfire::next_catch_up;
 use super::table::Key;
 use super::{Core, Shared};
 use crate::job::{JobContext, Name, RunResult};
+use crate::store::{RunRecord, RunState};
 use crate::trigger::Trigger;
 use crate::{Event, JobId, Scheduler};
 
@@ -39,6 +40,8 @@ pub(super) struct Running {
     key: Key,
     pub(super) id: JobId,
     pub(super) scheduled: DateTime<Utc>,
+    /// When it started, by the scheduler's clock.
+    started_at: DateTime<Utc>,
     /// Set for a run of a catch-up without coalescing: the later missed fire times it is to be
     /// followed by, one after another.
     catch_up: Option<Box<CatchUp>>,
@@ -90,6 +93,19 @@ impl Runs {
 
     pub(super) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The runs of job `id` under way, as history records.
+    pub(super) fn running_of<'a>(&'a self, id: &'a JobId) -> impl Iterator<Item = RunRecord> + 'a {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(move |r| r.id == *id)
+            .map(|r| {
+                let mut record = RunRecord::new(&r.id, r.scheduled, RunState::Running);
+                record.started_at = Some(r.started_at);
+                record
+            })
     }
 
     /// Forgets every run: the core stops tracking them (at the end of a shutdown).
@@ -354,8 +370,9 @@ impl Core {
         }
     }
 
-    pub(super) fn missed(&self, id: &JobId, scheduled: DateTime<Utc>) {
+    pub(super) fn missed(&mut self, key: Key, id: &JobId, scheduled: DateTime<Utc>) {
         tracing::warn!(job.id = %id, %scheduled, "apsched: run missed by more than its grace time");
+        self.record_run(key, id, RunRecord::new(id, scheduled, RunState::Missed));
         self.shared.emit(|| Event::JobMissed {
             job_id: id.clone(),
             scheduled_run_time: scheduled,
@@ -370,22 +387,27 @@ impl Core {
         scheduled: DateTime<Utc>,
         catch_up: Option<Box<CatchUp>>,
     ) {
+        let durable_history = self.is_durable(key) && !self.settings.history_retention.is_zero();
         let Some((entry, running)) = self.jobs.get_with_running(key) else {
             return;
         };
         if *running >= entry.options.max_instances {
             tracing::warn!(job.id = %entry.id, "apsched: run skipped, max_instances reached");
+            let id = entry.id.clone();
             self.shared.emit(|| Event::JobMaxInstances {
-                job_id: entry.id.clone(),
+                job_id: id.clone(),
                 scheduled_run_time: scheduled,
             });
+            self.record_run(key, &id, RunRecord::new(&id, scheduled, RunState::Skipped));
             return;
         }
         *running += 1;
+        let started_at = self.shared.clock.now();
         let run = self.runs.insert(Running {
             key,
             id: entry.id.clone(),
             scheduled,
+            started_at,
             catch_up,
         });
         self.shared
@@ -403,6 +425,11 @@ impl Core {
             job_id: entry.id.clone(),
             scheduled_run_time: scheduled,
         });
+        if durable_history {
+            let mut record = RunRecord::new(&entry.id, scheduled, RunState::Running);
+            record.started_at = Some(started_at);
+            self.outbox[usize::from(key.store())].push(crate::store::Write::Run(record));
+        }
         let launch = Launch {
             completion: Completion {
                 env: Arc::clone(&self.env),
@@ -434,13 +461,24 @@ impl Core {
             key,
             id,
             scheduled,
+            started_at,
             catch_up,
         } = running;
         if let Some(catch_up) = catch_up {
             self.go_on_catching_up(key, &id, scheduled, catch_up);
         }
+        let (state, result, error) = match &done.result {
+            Ok(value) => (RunState::Succeeded, value.clone(), None),
+            Err(message) => (RunState::Failed, None, Some(message.clone())),
+        };
+        let mut record = RunRecord::new(&id, scheduled, state);
+        record.started_at = Some(started_at);
+        record.finished_at = Some(self.shared.clock.now());
+        record.result = result;
+        record.error = error;
+        self.record_run(key, &id, record);
         self.shared.emit(|| match done.result {
-            Ok(()) => Event::JobExecuted {
+            Ok(_) => Event::JobExecuted {
                 job_id: id,
                 scheduled_run_time: scheduled,
                 duration: done.duration,
@@ -475,12 +513,12 @@ impl Core {
         let (next, missed) = next_catch_up(&catch_up.trigger, previous, catch_up.until, grace, now);
         if !self.lifecycle.runs_jobs() {
             if let Some(first) = missed.or(next) {
-                self.missed(id, first);
+                self.missed(key, id, first);
             }
             return;
         }
         if let Some(first) = missed {
-            self.missed(id, first);
+            self.missed(key, id, first);
         }
         if let Some(next) = next {
             self.submit(key, next, Some(catch_up));

@@ -17,30 +17,51 @@ use crate::job::TaskBody;
 use crate::trigger::Trigger;
 use crate::{Job, JobId, JobOptions, MisfireGrace, Task, Zone};
 
-/// A job's key: a slot of the job table and that slot's generation.
+/// A job's key: a slot of the job table, that slot's generation, and the job's store.
 ///
 /// A slot is reused only after its entry is gone, and then under the next generation, so a
-/// command still holding an old key finds nothing, never a newer job in the same slot.
+/// command still holding an old key finds nothing, never a newer job in the same slot. The
+/// store travels in the key so that a handle knows, without asking the core, whether a change
+/// must be written to a database first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Key(u64);
 
+/// Which store a job lives in: 0 is the memory store, then the durable stores in the order
+/// the builder added them.
+pub(crate) type StoreIndex = u8;
+
 impl Key {
-    // The one place the layout is written: slot in the low 32 bits, generation in the high.
-    fn new(slot: u32, generation: u32) -> Key {
-        Key(u64::from(slot) | (u64::from(generation) << 32))
+    // The one place the layout is written: the slot in the low 32 bits, then the tag (the
+    // store in its top 8 bits, the generation in its low 24). Generations wrap; a key is stale
+    // long before its slot comes round 16 million reuses later.
+    const GENERATIONS: u32 = 1 << 24;
+
+    fn new(slot: u32, generation: u32, store: StoreIndex) -> Key {
+        let tag = (u32::from(store) << 24) | (generation % Key::GENERATIONS);
+        Key(u64::from(slot) | (u64::from(tag) << 32))
     }
 
     fn slot(self) -> usize {
         (self.0 & u64::from(u32::MAX)) as usize
     }
 
-    fn generation(self) -> u32 {
+    /// The store and the generation, as the table's slot keeps them.
+    fn tag(self) -> u32 {
         (self.0 >> 32) as u32
     }
 
-    /// The same slot under its next generation: the key it is reused with.
-    fn next_generation(self) -> Key {
-        Key::new(self.slot() as u32, self.generation().wrapping_add(1))
+    fn generation(self) -> u32 {
+        self.tag() % Key::GENERATIONS
+    }
+
+    /// The job's store.
+    pub(crate) fn store(self) -> StoreIndex {
+        (self.tag() >> 24) as StoreIndex
+    }
+
+    /// The slot under its next generation (for whichever store reuses it).
+    fn next_generation(self) -> (u32, u32) {
+        (self.slot() as u32, self.generation().wrapping_add(1))
     }
 }
 
@@ -51,7 +72,8 @@ pub(crate) struct Index {
     /// foldhash, not SipHash: hashing ids was a sixth of an add's cost, and foldhash is seeded
     /// per map, so chosen ids cannot flood one bucket.
     ids: HashMap<JobId, Key, foldhash::fast::RandomState>,
-    free: Vec<Key>,
+    /// Freed slots, with the generation each is reused under.
+    free: Vec<(u32, u32)>,
     next_slot: u32,
 }
 
@@ -68,15 +90,21 @@ impl Index {
     /// Enters a new job's id under a fresh key (a freed slot's next generation, or a new slot)
     /// and returns the key the id named before, if any; `None` (and no change) when the id is
     /// taken and `replace` is not set. One hash of the id either way.
-    pub(crate) fn enter(&mut self, id: JobId, replace: bool) -> Option<(Key, Option<Key>)> {
+    pub(crate) fn enter(
+        &mut self,
+        id: JobId,
+        store: StoreIndex,
+        replace: bool,
+    ) -> Option<(Key, Option<Key>)> {
         let (free, next_slot) = (&mut self.free, &mut self.next_slot);
         let mut fresh = || {
-            free.pop().unwrap_or_else(|| {
+            let (slot, generation) = free.pop().unwrap_or_else(|| {
                 let slot = *next_slot;
                 // Four billion jobs cannot fit in memory before this wraps.
                 *next_slot = next_slot.wrapping_add(1);
-                Key::new(slot, 0)
-            })
+                (slot, 0)
+            });
+            Key::new(slot, generation, store)
         };
         match self.ids.entry(id) {
             std::collections::hash_map::Entry::Occupied(_) if !replace => None,
@@ -95,6 +123,12 @@ impl Index {
     /// Takes an id out; its job's key is released by the core once it has dropped the job.
     pub(crate) fn remove(&mut self, id: &str) -> Option<Key> {
         self.ids.remove(id)
+    }
+
+    /// Puts an id back under `key` unless it names another job by now: a durable add or
+    /// replacement whose write failed gives the id back to the job it had.
+    pub(crate) fn restore(&mut self, id: JobId, key: Key) {
+        self.ids.entry(id).or_insert(key);
     }
 
     /// Called by the core once it holds no entry under `key`: frees the slot, and drops the id
@@ -241,7 +275,7 @@ impl Entry {
         }
     }
 
-    pub(crate) fn snapshot(&self, default_zone: Zone) -> Job {
+    pub(crate) fn snapshot(&self, default_zone: Zone, store: &Arc<str>) -> Job {
         let zone = self.trigger.timezone().unwrap_or(default_zone);
         Job::new(
             self.id.clone(),
@@ -249,6 +283,8 @@ impl Entry {
             self.trigger.clone(),
             self.next.map(|n| n.at().with_timezone(&zone)),
             self.options.into(),
+            Arc::clone(store),
+            self.task.registered().map(|(task, _)| task),
         )
     }
 }
@@ -269,7 +305,8 @@ const CHUNK: usize = 1024;
 #[derive(Default)]
 pub(crate) struct Slot {
     entry: Option<Entry>,
-    generation: u32,
+    /// The key's tag (store and generation) the entry was inserted under.
+    tag: u32,
     /// Runs of this slot's job under way, for `max_instances`.
     running: u32,
 }
@@ -278,7 +315,7 @@ impl JobTable {
     fn slot(&self, key: Key) -> Option<&Slot> {
         let index = key.slot();
         let slot = self.chunks.get(index / CHUNK).map(|c| &c[index % CHUNK])?;
-        (slot.generation == key.generation()).then_some(slot)
+        (slot.tag == key.tag()).then_some(slot)
     }
 
     fn slot_mut(&mut self, key: Key) -> Option<&mut Slot> {
@@ -287,7 +324,7 @@ impl JobTable {
             .chunks
             .get_mut(index / CHUNK)
             .map(|c| &mut c[index % CHUNK])?;
-        (slot.generation == key.generation()).then_some(slot)
+        (slot.tag == key.tag()).then_some(slot)
     }
 
     pub(crate) fn get(&self, key: Key) -> Option<&Entry> {
@@ -312,7 +349,7 @@ impl JobTable {
                 .push((0..CHUNK).map(|_| Slot::default()).collect());
         }
         let slot = &mut self.chunks[index / CHUNK][index % CHUNK];
-        slot.generation = key.generation();
+        slot.tag = key.tag();
         slot.running = 0;
         if slot.entry.replace(entry).is_none() {
             self.len += 1;
@@ -346,7 +383,7 @@ impl JobTable {
             .flat_map(|chunk| chunk.iter())
             .enumerate()
             .filter_map(|(i, slot)| {
-                let key = Key::new(i as u32, slot.generation);
+                let key = Key(i as u64 | (u64::from(slot.tag) << 32));
                 slot.entry.as_ref().map(|entry| (key, entry))
             })
     }
@@ -384,11 +421,11 @@ mod tests {
     #[test]
     fn a_reused_slot_never_answers_to_its_old_key() {
         let (mut index, mut table) = (Index::default(), JobTable::default());
-        let (old, _) = index.enter(JobId::new("a"), false).unwrap();
+        let (old, _) = index.enter(JobId::new("a"), 0, false).unwrap();
         table.insert(old, entry("a"));
         assert_eq!(table.remove(old), Some(JobId::new("a")));
         index.release(old, &JobId::new("a"));
-        let (new, replaced) = index.enter(JobId::new("b"), false).unwrap();
+        let (new, replaced) = index.enter(JobId::new("b"), 0, false).unwrap();
         assert_eq!(replaced, None);
         assert_eq!(new.slot(), old.slot(), "the slot is reused");
         table.insert(new, entry("b"));
@@ -401,9 +438,9 @@ mod tests {
     #[test]
     fn releasing_an_old_key_keeps_the_newer_job_of_the_id() {
         let mut index = Index::default();
-        let (first, _) = index.enter(JobId::new("a"), false).unwrap();
-        assert!(index.enter(JobId::new("a"), false).is_none(), "taken");
-        let (second, replaced) = index.enter(JobId::new("a"), true).unwrap();
+        let (first, _) = index.enter(JobId::new("a"), 0, false).unwrap();
+        assert!(index.enter(JobId::new("a"), 0, false).is_none(), "taken");
+        let (second, replaced) = index.enter(JobId::new("a"), 0, true).unwrap();
         assert_eq!(replaced, Some(first));
         index.release(first, &JobId::new("a"));
         assert_eq!(index.key_of("a"), Some(second));

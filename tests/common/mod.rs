@@ -1,5 +1,8 @@
-//! Helpers shared by the integration tests: a scheduler on a test clock, and event collection.
+//! Helpers shared by the integration tests: a scheduler on a test clock, event collection, and
+//! a durable store kept in memory (`store`).
 #![allow(dead_code, unreachable_pub)]
+
+pub mod store;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
