@@ -104,7 +104,8 @@ pub use job::{
 };
 pub use registry::TaskRegistry;
 pub use scheduler::{
-    AbandonedRun, AddJob, AddJobFuture, ModifyJob, Scheduler, SchedulerBuilder, SchedulerState,
+    AbandonedRun, AddJob, AddJobFuture, ImportReport, ModifyJob, OnConflict, Scheduler,
+    SchedulerBuilder, SchedulerState,
 };
 pub use sync::{BackgroundScheduler, BlockingScheduler};
 pub use zone::{IntoZone, Zone, ZoneOffset};

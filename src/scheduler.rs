@@ -25,7 +25,7 @@ use crate::job::{IntoTask, Task};
 use crate::store::{JobStore, RunRecord};
 use crate::trigger::Trigger;
 use crate::{
-    Clock, Error, IntoZone, Job, JobId, JobOptions, MisfireGrace, Result, SystemClock,
+    Cause, Clock, Error, IntoZone, Job, JobId, JobOptions, MisfireGrace, Result, SystemClock,
     TaskRegistry, Zone,
 };
 
@@ -268,6 +268,7 @@ impl SchedulerBuilder {
             self.job_defaults,
             stores,
             default_store,
+            self.tasks,
         ));
         let tx = crate::core::spawn(
             Arc::clone(&shared),
@@ -277,7 +278,6 @@ impl SchedulerBuilder {
                 max_sleep: self.max_sleep,
                 clock_jump_threshold: self.clock_jump_threshold,
                 failure_log_level: self.failure_log_level,
-                tasks: self.tasks,
                 history_retention: self.history_retention,
                 memory_history: self.memory_history,
             },
@@ -717,6 +717,102 @@ impl Scheduler {
         self.request(|reply| Command::RemoveAll { reply }).await?
     }
 
+    /// Writes the jobs of `store` to `writer` as versioned JSON
+    /// (`{"format": "apsched-jobs", "version": 1, "jobs": [...]}`, each job as a durable store
+    /// keeps it), for [`import_jobs`](Self::import_jobs) into any store of any scheduler
+    /// (APScheduler's `export_jobs`). Jobs of closures, which cannot be written, are left out;
+    /// returns how many were written.
+    ///
+    /// # Errors
+    /// [`Error::UnknownStore`]; [`Error::Store`] (operation `export`) if `writer` fails.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it changes no job (what `writer` received is not taken back).
+    pub async fn export_jobs(&self, store: &str, writer: impl std::io::Write) -> Result<usize> {
+        self.ensure_open()?;
+        let index = self
+            .shared
+            .store_named(store)
+            .ok_or_else(|| Error::UnknownStore(store.to_string()))?;
+        let jobs = self
+            .request(|reply| Command::Export {
+                store: index,
+                reply,
+            })
+            .await?;
+        let exported = Export {
+            format: EXPORT_FORMAT.into(),
+            version: EXPORT_VERSION,
+            jobs,
+        };
+        serde_json::to_writer_pretty(writer, &exported).map_err(|error| Error::Store {
+            store: store.to_string(),
+            operation: "export",
+            source: Cause::new(error),
+        })?;
+        Ok(exported.jobs.len())
+    }
+
+    /// Adds the jobs of an [`export_jobs`](Self::export_jobs) to `store`, each with the next
+    /// run it had (runs it missed since follow the misfire rules), its task rebuilt from the
+    /// scheduler's [`tasks`](SchedulerBuilder::tasks). A job whose id is taken is handled as
+    /// `on_conflict` says. All the jobs are checked first, and nothing is imported if one is
+    /// refused; then they are added as by [`add_jobs`](Self::add_jobs).
+    ///
+    /// # Errors
+    /// [`Error::Store`] (operation `import`) for input that is not an export of this format
+    /// or version, or a job that cannot be rebuilt (its task unregistered, its trigger
+    /// invalid); [`Error::ConflictingId`] with [`OnConflict::Fail`]; as `add_jobs`.
+    ///
+    /// # Cancel safety
+    /// As [`add_jobs`](Self::add_jobs).
+    pub async fn import_jobs(
+        &self,
+        store: &str,
+        reader: impl std::io::Read,
+        on_conflict: OnConflict,
+    ) -> Result<ImportReport> {
+        self.ensure_open()?;
+        let failed = |reason: String| Error::Store {
+            store: store.to_string(),
+            operation: "import",
+            source: Cause::new(reason),
+        };
+        let index = self
+            .shared
+            .store_named(store)
+            .ok_or_else(|| Error::UnknownStore(store.to_string()))?;
+        let export: Export = serde_json::from_reader(reader)
+            .map_err(|e| failed(format!("not an apsched export: {e}")))?;
+        if export.format != EXPORT_FORMAT || export.version != EXPORT_VERSION {
+            return Err(failed(format!(
+                "format '{}' version {} is not '{EXPORT_FORMAT}' version {EXPORT_VERSION}",
+                export.format, export.version
+            )));
+        }
+        let info = self.shared.store(index);
+        let mut report = ImportReport::default();
+        let mut prepared = Vec::with_capacity(export.jobs.len());
+        for row in export.jobs {
+            let id = row.id.clone();
+            if on_conflict == OnConflict::Skip && self.shared.index().key_of(&id).is_some() {
+                report.skipped.push(id);
+                continue;
+            }
+            let entry = crate::core::entry_from_row(&self.shared, row)
+                .map_err(|reason| failed(format!("job '{id}': {reason}")))?;
+            let job = entry.snapshot(self.shared.timezone, &info.name);
+            prepared.push(PreparedAdd {
+                entry,
+                job,
+                store: index,
+                replace_existing: on_conflict == OnConflict::Replace,
+            });
+        }
+        report.imported = self.add_prepared(prepared).await?.len();
+        Ok(report)
+    }
+
     /// Adds several jobs at once: every one is checked first, and nothing is added if one is
     /// refused; each durable store's share is written in one transaction (the way to add
     /// thousands of durable jobs quickly).
@@ -750,6 +846,11 @@ impl Scheduler {
             .into_iter()
             .map(|add| self.prepare_add(add))
             .collect::<Result<Vec<_>>>()?;
+        self.add_prepared(prepared).await
+    }
+
+    /// Enters and sends jobs checked already, all or none.
+    async fn add_prepared(&self, prepared: Vec<PreparedAdd>) -> Result<Vec<Job>> {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
@@ -1030,6 +1131,39 @@ impl<'a> IntoFuture for AddJob<'a> {
             state: Adding::Start(self),
         }
     }
+}
+
+/// What [`Scheduler::import_jobs`] does with a job whose id is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OnConflict {
+    /// Refuse the import ([`Error::ConflictingId`]); nothing is imported.
+    Fail,
+    /// Keep the job there, leave the imported one out (reported in [`ImportReport::skipped`]).
+    Skip,
+    /// Replace the job there with the imported one.
+    Replace,
+}
+
+/// What [`Scheduler::import_jobs`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// How many jobs were added (or replaced ones).
+    pub imported: usize,
+    /// The ids left out because a job had them ([`OnConflict::Skip`]).
+    pub skipped: Vec<String>,
+}
+
+const EXPORT_FORMAT: &str = "apsched-jobs";
+const EXPORT_VERSION: u32 = 1;
+
+/// An export's JSON.
+#[derive(Serialize, Deserialize)]
+struct Export {
+    format: String,
+    version: u32,
+    jobs: Vec<crate::store::StoredJob>,
 }
 
 /// A job checked and built, its id not yet entered.

@@ -454,3 +454,92 @@ async fn run_history_past_its_retention_is_deleted_and_zero_keeps_none() {
     assert!(none.runs().is_empty());
     assert_eq!(seen.lock().unwrap().len(), 8 + 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn jobs_export_from_one_store_and_import_into_another_with_a_conflict_policy() {
+    let (store, clock, seen) = (TestStore::new(), TestClock::new(t0()), Seen::default());
+    let tasks = tasks(&seen);
+    let scheduler = scheduler_on(&store, &clock, &seen).await;
+    for (id, text) in [("a", "first"), ("b", "second")] {
+        scheduler
+            .add_job(note(&tasks, text), Interval::minutes(5))
+            .id(id)
+            .store("durable")
+            .await
+            .unwrap();
+    }
+    scheduler
+        .add_job(|| async {}, Interval::minutes(5))
+        .id("closure")
+        .await
+        .unwrap();
+    let mut exported = Vec::new();
+    assert_eq!(
+        scheduler
+            .export_jobs("durable", &mut exported)
+            .await
+            .unwrap(),
+        2
+    );
+    let json: serde_json::Value = serde_json::from_slice(&exported).unwrap();
+    assert_eq!(
+        (json["format"].as_str(), json["version"].as_u64()),
+        (Some("apsched-jobs"), Some(1))
+    );
+
+    // Into the memory store of another scheduler that has "a" already.
+    let other = Scheduler::builder()
+        .clock(clock.clone())
+        .timezone(Zone::UTC)
+        .tasks(tasks.clone())
+        .build();
+    other.start().await.unwrap();
+    other
+        .add_job(note(&tasks, "mine"), Interval::hours(1))
+        .id("a")
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .import_jobs("default", exported.as_slice(), apsched::OnConflict::Fail)
+            .await,
+        Err(Error::ConflictingId("a".into()))
+    );
+    assert_eq!(other.job_count(), 1, "nothing imported");
+    let skipped = other
+        .import_jobs("default", exported.as_slice(), apsched::OnConflict::Skip)
+        .await
+        .unwrap();
+    assert_eq!(
+        (skipped.imported, skipped.skipped),
+        (1, vec!["a".to_string()])
+    );
+    assert_eq!(
+        other.get_job("b").await.unwrap().next_run_time,
+        scheduler.get_job("b").await.unwrap().next_run_time
+    );
+    let replaced = other
+        .import_jobs("default", exported.as_slice(), apsched::OnConflict::Replace)
+        .await
+        .unwrap();
+    assert_eq!(replaced.imported, 2);
+    advance(Duration::from_secs(301)).await;
+    let mut ran = seen.lock().unwrap().clone();
+    ran.sort();
+    // The exporting scheduler's two, and the imported two (the replaced "mine" never ran).
+    assert_eq!(ran, ["first", "first", "second", "second"]);
+    // Not an export: refused, nothing changes.
+    let refused = other
+        .import_jobs("default", &b"{\"jobs\": 3}"[..], apsched::OnConflict::Skip)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Store {
+                operation: "import",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}

@@ -52,6 +52,11 @@ pub(crate) enum Command {
     RemoveAll {
         reply: oneshot::Sender<Result<()>>,
     },
+    /// The rows of a store's jobs, as a durable store would keep them (`export_jobs`).
+    Export {
+        store: StoreIndex,
+        reply: oneshot::Sender<Vec<crate::store::StoredJob>>,
+    },
     /// The recent runs of the memory store's job `id`.
     Runs {
         id: crate::JobId,
@@ -164,6 +169,14 @@ impl Core {
                 }
             },
             Command::RemoveAll { reply } => self.remove_all(reply),
+            Command::Export { store, reply } => {
+                let rows = self
+                    .jobs
+                    .iter()
+                    .filter(|(key, _)| key.store() == store)
+                    .filter_map(|(_, entry)| super::commit::stored(entry));
+                let _ = reply.send(rows.collect());
+            }
             Command::Runs { id, limit, reply } => {
                 let _ = reply.send(self.memory_runs(&id, limit));
             }
@@ -331,6 +344,7 @@ pub(super) fn reject(command: Command) {
         Command::Add { .. }
         | Command::Remove { .. }
         | Command::Runs { .. }
+        | Command::Export { .. }
         | Command::Get { .. }
         | Command::GetAll { .. } => {}
     }

@@ -40,7 +40,7 @@ use tokio::time::{Instant, Sleep};
 
 pub(crate) use command::{Command, JobChange, Modification, ShutdownReply};
 pub(crate) use run::{in_run_of, Launch, RunEnv};
-pub(crate) use store::StoreInfo;
+pub(crate) use store::{entry_from_row, StoreInfo};
 pub(crate) use table::{Entry, Index, Key, NextRun, StoreIndex};
 
 use self::command::reject;
@@ -69,8 +69,6 @@ pub(crate) struct Settings {
     pub(crate) max_sleep: Duration,
     pub(crate) clock_jump_threshold: Duration,
     pub(crate) failure_log_level: Option<tracing::Level>,
-    /// The tasks durable jobs name.
-    pub(crate) tasks: TaskRegistry,
     /// How long durable stores keep run history (zero: none is written).
     pub(crate) history_retention: Duration,
     /// How many runs of memory-store jobs the core remembers.
@@ -94,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) stores: Vec<StoreInfo>,
     /// The store jobs go to unless they name one.
     pub(crate) default_store: Option<StoreIndex>,
+    /// The tasks durable (and imported) jobs name.
+    pub(crate) tasks: TaskRegistry,
 }
 
 impl Shared {
@@ -104,10 +104,12 @@ impl Shared {
         job_defaults: JobOptions,
         stores: Vec<StoreInfo>,
         default_store: Option<StoreIndex>,
+        tasks: TaskRegistry,
     ) -> Shared {
         Shared {
             stores,
             default_store,
+            tasks,
             clock,
             events: broadcast::channel(event_capacity).0,
             subscribers: Arc::new(AtomicUsize::new(0)),

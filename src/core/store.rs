@@ -902,42 +902,60 @@ impl Core {
         store: StoreIndex,
         row: StoredJob,
     ) -> std::result::Result<Option<(Key, Entry)>, NotLoaded> {
-        let fail = |reason: String| (Some(row.id.clone()), reason);
-        let mut trigger: Trigger = serde_json::from_value(row.trigger.clone())
-            .map_err(|e| fail(format!("its trigger does not decode: {e}")))?;
-        trigger
-            .prepare(self.shared.timezone, self.shared.clock.now())
-            .map_err(|e| fail(format!("its trigger is invalid: {e}")))?;
-        let options: JobOptions = serde_json::from_value(row.options.clone())
-            .map_err(|e| fail(format!("its options do not decode: {e}")))?;
-        let task = match self.settings.tasks.task(&row.task, row.args.clone()) {
-            Ok(task) => task,
-            Err(Error::TaskNotFound(name)) => {
-                return Err(fail(format!(
-                "its task '{name}' is not registered with this scheduler (SchedulerBuilder::tasks)"
-            )))
-            }
-            Err(error) => return Err(fail(error.to_string())),
-        };
-        let id = JobId::new(&row.id);
+        let id = row.id.clone();
+        let entry =
+            entry_from_row(&self.shared, row).map_err(|reason| (Some(id.clone()), reason))?;
         let mut index = self.shared.index();
-        if let Some(existing) = index.key_of(&id) {
+        if let Some(existing) = index.key_of(&entry.id) {
             if existing.store() == store && self.jobs.get(existing).is_some() {
                 return Ok(None);
             }
-            return Err(fail("another job has its id".into()));
+            return Err((Some(id), "another job has its id".into()));
         }
-        let Some((key, _)) = index.enter(id.clone(), store, false) else {
-            return Err(fail("another job has its id".into()));
+        let Some((key, _)) = index.enter(entry.id.clone(), store, false) else {
+            return Err((Some(id), "another job has its id".into()));
         };
-        drop(index);
-        let next = row
-            .next_run_time
-            .map(|regular| super::table::NextRun::jittered(&trigger, regular));
-        let name = row.name.map(|n| Arc::<str>::from(n.as_str()));
-        Ok(Some((
-            key,
-            Entry::new(id, name, task, trigger, options, next),
-        )))
+        Ok(Some((key, entry)))
     }
+}
+
+/// A job rebuilt from its row (at start, or for an import): its trigger and options decoded,
+/// its task built from the scheduler's registry, its next run the row's (jitter drawn anew).
+/// The error says why it cannot be.
+pub(crate) fn entry_from_row(
+    shared: &Shared,
+    row: StoredJob,
+) -> std::result::Result<Entry, String> {
+    let mut trigger: Trigger = serde_json::from_value(row.trigger)
+        .map_err(|e| format!("its trigger does not decode: {e}"))?;
+    trigger
+        .prepare(shared.timezone, shared.clock.now())
+        .map_err(|e| format!("its trigger is invalid: {e}"))?;
+    let options: JobOptions = serde_json::from_value(row.options)
+        .map_err(|e| format!("its options do not decode: {e}"))?;
+    options.validate().map_err(|e| e.to_string())?;
+    let task = match shared.tasks.task(&row.task, row.args) {
+        Ok(task) => task,
+        Err(Error::TaskNotFound(name)) => {
+            return Err(format!(
+                "its task '{name}' is not registered with this scheduler (SchedulerBuilder::tasks)"
+            ))
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    if row.id.is_empty() {
+        return Err("its id is empty".into());
+    }
+    let next = row
+        .next_run_time
+        .map(|regular| super::table::NextRun::jittered(&trigger, regular));
+    let name = row.name.map(|n| Arc::<str>::from(n.as_str()));
+    Ok(Entry::new(
+        JobId::new(&row.id),
+        name,
+        task,
+        trigger,
+        options,
+        next,
+    ))
 }

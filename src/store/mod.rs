@@ -29,7 +29,7 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// The trigger and the options are kept as JSON (their serde form), so a new option or trigger
 /// field needs no new column; the task is a name registered in the scheduler's
 /// [`TaskRegistry`](crate::TaskRegistry), with its arguments as JSON.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredJob {
     /// The job's id (the primary key).
     pub id: String,
@@ -43,7 +43,8 @@ pub struct StoredJob {
     pub trigger: serde_json::Value,
     /// The [`JobOptions`](crate::JobOptions), as their JSON.
     pub options: serde_json::Value,
-    /// The next run (fire time plus jitter); `None` while paused.
+    /// The next run's fire time (the trigger's, without jitter: jitter is drawn anew when
+    /// the job is loaded); `None` while paused.
     pub next_run_time: Option<DateTime<Utc>>,
 }
 

@@ -276,6 +276,15 @@ impl<M: Mode> SyncScheduler<M> {
         self.host.wait(self.host.scheduler.remove_all_jobs())
     }
 
+    /// The most recent runs of a job, newest first (see
+    /// [`Scheduler::get_job_runs`](crate::Scheduler::get_job_runs)).
+    ///
+    /// # Errors
+    /// [`Error::Store`](crate::Error::Store), [`Error::Shutdown`](crate::Error::Shutdown).
+    pub fn get_job_runs(&self, id: &str, limit: usize) -> Result<Vec<crate::store::RunRecord>> {
+        self.host.wait(self.host.scheduler.get_job_runs(id, limit))
+    }
+
     /// A blocking iterator over everything that happens from now on; it ends after
     /// [`Event::SchedulerShutdown`].
     pub fn events(&self) -> Events {

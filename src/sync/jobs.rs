@@ -65,6 +65,12 @@ impl<'a> AddJob<'a> {
         self.map(crate::AddJob::paused)
     }
 
+    /// The store the job lives in (see [`crate::AddJob::store`]); a durable job's add
+    /// returns once its store has written it.
+    pub fn store(self, name: impl Into<String>) -> Self {
+        self.map(|a| a.store(name))
+    }
+
     /// Adds the job and returns its snapshot. The trigger and options are checked here, and
     /// the first run is computed by the scheduler's clock; the core is not waited for (as the
     /// async `add_job`).
