@@ -367,7 +367,9 @@ impl Core {
                 }
             }
         }
-        self.finish_shutdown();
+        let abandoned = self.abandon_runs();
+        self.drain_writers().await;
+        self.finish_shutdown(abandoned);
     }
 
     /// Reads both clocks, reports a wall-clock jump, and returns the wall-clock time.
@@ -508,24 +510,36 @@ impl Core {
         false
     }
 
-    fn finish_shutdown(&mut self) {
-        let waiters = match std::mem::replace(&mut self.lifecycle, Lifecycle::ShutDown) {
-            Lifecycle::ShuttingDown(shutdown) => shutdown.waiters,
-            _ => Vec::new(),
-        };
-        self.shared.publish(SchedulerState::ShutDown);
-        // Runs still going were cancelled and had their grace: stop tracking them.
-        let abandoned: Vec<AbandonedRun> = self
-            .runs
-            .drain()
+    /// Stops tracking the runs still going (they were cancelled and had their grace), and
+    /// records them abandoned.
+    fn abandon_runs(&mut self) -> Vec<AbandonedRun> {
+        let runs: Vec<_> = self.runs.drain().collect();
+        let now = self.shared.clock.now();
+        runs.into_iter()
             .map(|run| {
                 tracing::warn!(job.id = %run.id, scheduled = %run.scheduled, "apsched: run abandoned at shutdown, still going after its cancellation");
+                let mut record = crate::store::RunRecord::new(
+                    &run.id,
+                    run.scheduled,
+                    crate::store::RunState::Abandoned,
+                );
+                record.started_at = Some(run.started_at);
+                record.finished_at = Some(now);
+                self.record_run(run.key, &run.id, record);
                 AbandonedRun {
                     job_id: run.id,
                     scheduled_run_time: run.scheduled,
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    fn finish_shutdown(&mut self, abandoned: Vec<AbandonedRun>) {
+        let waiters = match std::mem::replace(&mut self.lifecycle, Lifecycle::ShutDown) {
+            Lifecycle::ShuttingDown(shutdown) => shutdown.waiters,
+            _ => Vec::new(),
+        };
+        self.shared.publish(SchedulerState::ShutDown);
         self.shared.running.store(0, Ordering::Release);
         self.rx.close();
         while let Ok(command) = self.rx.try_recv() {

@@ -37,11 +37,11 @@ pub(super) struct RunDone {
 
 /// A run under way, as the core tracks it from its start to the report of its end.
 pub(super) struct Running {
-    key: Key,
+    pub(super) key: Key,
     pub(super) id: JobId,
     pub(super) scheduled: DateTime<Utc>,
     /// When it started, by the scheduler's clock.
-    started_at: DateTime<Utc>,
+    pub(super) started_at: DateTime<Utc>,
     /// Set for a run of a catch-up without coalescing: the later missed fire times it is to be
     /// followed by, one after another.
     catch_up: Option<Box<CatchUp>>,

@@ -77,6 +77,8 @@ pub(super) enum ToWriter {
     Load,
     /// Delete the run history past its retention (the writer's own timer).
     Prune,
+    /// The scheduler is stopping: write what is left, answer, and end.
+    Close(oneshot::Sender<()>),
 }
 
 /// What a writer tells the core.
@@ -169,6 +171,13 @@ async fn writer(
                 ToWriter::Load => load = true,
                 ToWriter::Prune => {
                     prune_history(&*backend, &shared, info, retention).await;
+                }
+                ToWriter::Close(done) => {
+                    if !backlog.is_empty() && write(&*backend, &backlog).await.is_err() {
+                        tracing::error!(store = %info.name, writes = backlog.len(), "apsched: scheduler stopped with store writes unwritten");
+                    }
+                    let _ = done.send(());
+                    return;
                 }
             }
             if !load && backlog.len() + callers.len() < MAX_BATCH {
@@ -524,7 +533,27 @@ impl History {
     }
 }
 
+/// How long a stopping scheduler waits for its stores to write what is left.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Core {
+    /// Hands each writer what is left and waits (bounded) until it is written, so that a
+    /// process that exits after `shutdown()` loses no next-run advance or run record.
+    pub(super) async fn drain_writers(&mut self) {
+        self.flush_writes();
+        let mut closed = Vec::new();
+        for writer in self.writers.iter_mut().filter_map(Option::take) {
+            let (done, wait) = oneshot::channel();
+            if writer.send(ToWriter::Close(done)).is_ok() {
+                closed.push(wait);
+            }
+        }
+        let all = futures::future::join_all(closed);
+        if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
+            tracing::error!("apsched: a store did not finish its writes within 10 s of shutdown");
+        }
+    }
+
     pub(super) fn snapshot(&self, key: Key, entry: &Entry) -> Job {
         entry.snapshot(self.shared.timezone, &self.shared.store(key.store()).name)
     }
