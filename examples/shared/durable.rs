@@ -62,7 +62,10 @@ pub async fn walk_through(store: impl JobStore, seconds: u64) -> Result<(), apsc
             .misfire_grace_time(Duration::from_secs(10))
             .await?;
         scheduler
-            .add_job(tasks.task("report", serde_json::Value::Null)?, Cron::parse("0 6 * * *")?)
+            .add_job(
+                tasks.task("report", serde_json::Value::Null)?,
+                Cron::parse("0 6 * * *")?,
+            )
             .id("report")
             .await?;
     } else {
@@ -103,7 +106,9 @@ pub async fn walk_through(store: impl JobStore, seconds: u64) -> Result<(), apsc
                 job.id,
                 run.fire_time.format("%H:%M:%S"),
                 run.state,
-                run.result.map(|value| format!("  -> {value}")).unwrap_or_default()
+                run.result
+                    .map(|value| format!("  -> {value}"))
+                    .unwrap_or_default()
             );
         }
     }

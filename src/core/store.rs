@@ -191,23 +191,28 @@ async fn writer(
                 .iter()
                 .flat_map(|(_, writes)| writes.iter().cloned()),
         );
-        let outcome = match write(&*backend, &batch).await {
-            Ok(()) => Ok(()),
-            // A caller's bad write fails the transaction for all in it: try the core's own
-            // writes again alone (an empty batch when there are none), which also tells a bad
-            // write from a store that is away.
-            Err(error) if !callers.is_empty() => {
-                let failed = info.error("write", error);
-                let done = callers
-                    .iter()
-                    .map(|(token, _)| (*token, Err(failed.clone())));
-                let _ = to_core.send(FromWriter::Written {
-                    done: done.collect(),
-                });
-                callers.clear();
-                write(&*backend, &backlog).await
+        // Nothing to write and no outage to probe: nothing to do.
+        let outcome = if batch.is_empty() && info.outage().is_none() {
+            Ok(())
+        } else {
+            match attempt(&*backend, &batch).await {
+                Ok(()) => Ok(()),
+                // A caller's bad write fails the transaction for all in it: try the core's own
+                // writes again alone (an empty batch when there are none), which also tells a bad
+                // write from a store that is away.
+                Err(error) if !callers.is_empty() => {
+                    let failed = info.error("write", error);
+                    let done = callers
+                        .iter()
+                        .map(|(token, _)| (*token, Err(failed.clone())));
+                    let _ = to_core.send(FromWriter::Written {
+                        done: done.collect(),
+                    });
+                    callers.clear();
+                    attempt(&*backend, &backlog).await
+                }
+                Err(error) => Err(error),
             }
-            Err(error) => Err(error),
         };
         match outcome {
             Ok(()) => {
@@ -291,6 +296,18 @@ async fn prune_history(
 
 async fn write(backend: &dyn JobStore, writes: &[Write]) -> std::result::Result<(), BackendError> {
     backend.write(writes).await
+}
+
+/// Writes `writes`; with none, asks whether the store can be reached at all.
+async fn attempt(
+    backend: &dyn JobStore,
+    writes: &[Write],
+) -> std::result::Result<(), BackendError> {
+    if writes.is_empty() {
+        backend.ping().await
+    } else {
+        backend.write(writes).await
+    }
 }
 
 /// Keeps the backlog bounded while the database is away: the oldest run rows go first.

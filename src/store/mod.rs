@@ -206,4 +206,46 @@ pub trait JobStore: Send + Sync + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> BoxFuture<'_, Result<u64, BackendError>>;
+
+    /// A round trip to the database: the scheduler asks while a store is away, to tell when
+    /// it is back. Default: an empty [`write`](JobStore::write), which a backend that skips
+    /// empty batches must not rely on.
+    fn ping(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.write(&[])
+    }
+}
+
+/// A shared store is a store: `Arc<dyn JobStore>` (or `Arc<S>`) goes where a store does.
+impl<S: JobStore + ?Sized> JobStore for std::sync::Arc<S> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+
+    fn load(&self) -> BoxFuture<'_, Result<Vec<Result<StoredJob, UnreadableRow>>, BackendError>> {
+        (**self).load()
+    }
+
+    fn write<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<(), BackendError>> {
+        (**self).write(writes)
+    }
+
+    fn runs<'a>(
+        &'a self,
+        job_id: &'a str,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, BackendError>> {
+        (**self).runs(job_id, limit)
+    }
+
+    fn prune_runs(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<u64, BackendError>> {
+        (**self).prune_runs(before, limit)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        (**self).ping()
+    }
 }
