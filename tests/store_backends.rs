@@ -1,6 +1,10 @@
-//! The job-store contract, run against every durable backend: SQLite in a file and in memory.
+//! The job-store contract, run against every durable backend: SQLite in a file and in memory,
+//! and PostgreSQL when `APSCHED_TEST_POSTGRES_URL` names a server (each test in a schema of
+//! its own, dropped at the end, so the tests run in parallel). Without the variable the
+//! PostgreSQL tests say `skipped: APSCHED_TEST_POSTGRES_URL is not set` on stderr and pass;
+//! with it, a server that cannot be reached fails them.
 //!
-//! Then what differs by backend: schema migrations, SQLite's lock timeout.
+//! Then what differs by backend: schema migrations, SQLite's lock timeout, PostgreSQL's NUL.
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
 #![allow(dead_code)]
 
@@ -1037,5 +1041,437 @@ mod sqlite {
             debug.contains("sqlite::memory:") && debug.contains("busy_timeout: 5s"),
             "{debug}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL.
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use apsched::store::{PostgresStore, SCHEMA_VERSION};
+    use apsched::Error;
+    use sqlx::PgPool;
+
+    use super::*;
+
+    const URL: &str = "APSCHED_TEST_POSTGRES_URL";
+
+    /// A schema name no other test (in this process or another) uses.
+    fn fresh_schema() -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "apsched_test_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        )
+    }
+
+    /// The server's URL, or `None` (said on stderr, past the test harness's capture).
+    fn url() -> Option<String> {
+        match std::env::var(URL) {
+            Ok(url) => Some(url),
+            Err(_) => {
+                let _ = writeln!(std::io::stderr(), "skipped: {URL} is not set");
+                None
+            }
+        }
+    }
+
+    /// A connection to the test server, and a schema name to use on it, dropped by `finish`.
+    pub(super) struct Scratch {
+        url: String,
+        admin: PgPool,
+        schema: String,
+    }
+
+    impl Scratch {
+        pub(super) async fn new() -> Option<Scratch> {
+            let url = url()?;
+            let admin = tokio::time::timeout(Duration::from_secs(30), PgPool::connect(&url))
+                .await
+                .unwrap_or_else(|_| panic!("{URL} is set, but its server did not answer in 30 s"))
+                .unwrap_or_else(|e| panic!("{URL} is set, but its server cannot be reached: {e}"));
+            Some(Scratch {
+                url,
+                admin,
+                schema: fresh_schema(),
+            })
+        }
+
+        fn options(&self) -> apsched::store::PostgresStoreOptions {
+            PostgresStore::options(&self.url).schema(&self.schema)
+        }
+
+        async fn exec(&self, sql: &str) {
+            sqlx::raw_sql(sql).execute(&self.admin).await.unwrap();
+        }
+
+        async fn finish(self) {
+            let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+            sqlx::raw_sql(&drop).execute(&self.admin).await.unwrap();
+            self.admin.close().await;
+        }
+    }
+
+    /// A store in a schema of its own, its tables prefixed.
+    pub(super) struct Pg {
+        scratch: Scratch,
+        store: PostgresStore,
+    }
+
+    pub(super) async fn pg() -> Option<Pg> {
+        let scratch = Scratch::new().await?;
+        let store = scratch
+            .options()
+            .table_prefix("p_")
+            .connect()
+            .await
+            .unwrap();
+        Some(Pg { scratch, store })
+    }
+
+    impl Pg {
+        fn tables(&self, sql: &str) -> String {
+            let schema = &self.scratch.schema;
+            sql.replace("{jobs}", &format!("\"{schema}\".\"p_jobs\""))
+                .replace("{runs}", &format!("\"{schema}\".\"p_runs\""))
+                .replace("{schema}", schema)
+        }
+    }
+
+    impl Backend for Pg {
+        fn store(&self) -> &dyn JobStore {
+            &self.store
+        }
+        async fn reopen(&self) -> Option<Box<dyn JobStore>> {
+            let store = self
+                .scratch
+                .options()
+                .table_prefix("p_")
+                .connect()
+                .await
+                .unwrap();
+            Some(Box::new(store))
+        }
+        async fn exec(&self, sql: &str) {
+            self.scratch.exec(&self.tables(sql)).await
+        }
+        async fn integer(&self, sql: &str) -> i64 {
+            sqlx::query_scalar(&self.tables(sql))
+                .fetch_one(&self.scratch.admin)
+                .await
+                .unwrap()
+        }
+        fn poison_sql(&self) -> String {
+            self.tables(
+                r#"
+                CREATE FUNCTION "{schema}".poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.id = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER poison BEFORE INSERT ON {jobs} FOR EACH ROW EXECUTE FUNCTION "{schema}".poison();
+                "#,
+            )
+        }
+        fn unreadable_sql(&self) -> (&'static str, Vec<Option<&'static str>>) {
+            // A time that is no instant, a number past f64, JSON nested past serde_json's limit.
+            (
+                r#"
+                INSERT INTO {jobs} (id, name, task, args, trigger, options, next_run_time) VALUES
+                    ('bad-time', NULL, 't', '{}', '{}', '{}', 'infinity'),
+                    ('bad-number', NULL, 't', '1e400', '{}', '{}', NULL),
+                    ('bad-depth', NULL, 't', '{}', (repeat('[', 200) || repeat(']', 200))::jsonb, '{}', NULL);
+                "#,
+                vec![Some("bad-time"), Some("bad-number"), Some("bad-depth")],
+            )
+        }
+        async fn finish(self) {
+            self.store.pool().close().await;
+            self.scratch.finish().await;
+        }
+    }
+
+    store_contract!(pg = super::pg(); a_reopened_store_finds_everything);
+
+    /// The schema as apsched's first release created it, frozen here: a database of that
+    /// release must keep opening, whatever the code's migrations become.
+    const RELEASE_1: &str = r#"
+        CREATE SCHEMA "{schema}";
+        CREATE TABLE "{schema}"."apsched_schema" (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+        INSERT INTO "{schema}"."apsched_schema" (version) VALUES (1);
+        CREATE TABLE "{schema}"."jobs" (
+            id text PRIMARY KEY,
+            name text,
+            task text NOT NULL,
+            args jsonb NOT NULL,
+            trigger jsonb NOT NULL,
+            options jsonb NOT NULL,
+            paused boolean GENERATED ALWAYS AS (next_run_time IS NULL) STORED,
+            next_run_time timestamptz,
+            revision bigint NOT NULL DEFAULT 1,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX "jobs_next_run_time" ON "{schema}"."jobs" (next_run_time) WHERE next_run_time IS NOT NULL;
+        INSERT INTO "{schema}"."jobs" (id, name, task, args, trigger, options, next_run_time, revision)
+            VALUES ('kept', 'kept job', 'send_report', '{"to":["ops@example.com"],"retries":3}',
+                    '{"interval":{"seconds":60}}', '{"coalesce":true,"max_instances":1}',
+                    '2024-01-01T00:01:00Z', 7);
+    "#;
+
+    async fn versions(scratch: &Scratch) -> Vec<i64> {
+        let sql = format!(
+            "SELECT version FROM \"{}\".apsched_schema ORDER BY 1",
+            scratch.schema
+        );
+        sqlx::query_scalar(&sql)
+            .fetch_all(&scratch.admin)
+            .await
+            .unwrap()
+    }
+
+    /// Runs a test body on a fresh scratch schema (skipped without a server), then drops it.
+    macro_rules! with_scratch {
+        (|$scratch:ident| $body:block) => {{
+            let Some(scratch) = Scratch::new().await else { return };
+            let $scratch = &scratch;
+            let outcome = bounded(async $body).await;
+            scratch.finish().await;
+            report(outcome);
+        }};
+    }
+
+    #[tokio::test]
+    async fn a_version_1_schema_is_migrated_and_keeps_its_jobs() {
+        with_scratch!(|scratch| {
+            scratch
+                .exec(&RELEASE_1.replace("{schema}", &scratch.schema))
+                .await;
+            let store = scratch.options().connect().await.unwrap();
+            assert_eq!(jobs(&store).await, vec![job("kept", Some(t(60)))]);
+            assert_eq!(versions(scratch).await, vec![1, 2]);
+            write(
+                &store,
+                &[
+                    Write::Run(run("kept", t(0), RunState::Succeeded)),
+                    next("kept", None),
+                ],
+            )
+            .await;
+            assert_eq!(
+                store.runs("kept", 1).await.unwrap(),
+                vec![run("kept", t(0), RunState::Succeeded)]
+            );
+            let revision: i64 =
+                sqlx::query_scalar(&format!("SELECT revision FROM \"{}\".jobs", scratch.schema))
+                    .fetch_one(&scratch.admin)
+                    .await
+                    .unwrap();
+            assert_eq!(revision, 8);
+            store.pool().close().await;
+        });
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        with_scratch!(|scratch| {
+            scratch
+                .options()
+                .connect()
+                .await
+                .unwrap()
+                .pool()
+                .close()
+                .await;
+            scratch
+                .exec(&format!(
+                    "INSERT INTO \"{}\".apsched_schema (version) VALUES (99)",
+                    scratch.schema
+                ))
+                .await;
+            let error = scratch.options().connect().await.unwrap_err();
+            match &error {
+                Error::StoreSchema {
+                    store,
+                    found: 99,
+                    supported: SCHEMA_VERSION,
+                } => assert!(store.contains(&scratch.schema), "{store}"),
+                other => panic!("{other:?}"),
+            }
+        });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_connects_at_once_on_a_new_schema_both_succeed_and_migrate_once() {
+        with_scratch!(|scratch| {
+            let pool = PgPool::connect(&scratch.url).await.unwrap();
+            // One from a URL, one from a pool: two pools, as two processes would have.
+            let (left, right) = tokio::join!(
+                scratch.options().connect(),
+                PostgresStore::from_pool(pool)
+                    .schema(&scratch.schema)
+                    .connect()
+            );
+            let (left, right) = (left.unwrap(), right.unwrap());
+            assert_eq!(versions(scratch).await, vec![1, 2]);
+            write(&left, &[put(&job("a", None))]).await;
+            assert_eq!(jobs(&right).await, vec![job("a", None)]);
+            left.pool().close().await;
+            right.pool().close().await;
+        });
+    }
+
+    #[tokio::test]
+    async fn a_nul_is_refused_clearly_and_nothing_of_its_batch_is_written() {
+        let Some(backend) = pg().await else { return };
+        let outcome = bounded(async {
+            let store = backend.store();
+            let cases = [
+                job("a\0b", None),
+                StoredJob {
+                    name: Some("n\0".into()),
+                    ..job("a", None)
+                },
+                StoredJob {
+                    args: json!({"to": ["x\0"]}),
+                    ..job("a", None)
+                },
+                StoredJob {
+                    options: json!({"k\0": 1}),
+                    ..job("a", None)
+                },
+            ];
+            for nul in cases {
+                let error = store
+                    .write(&[put(&job("first", None)), put(&nul)])
+                    .await
+                    .unwrap_err();
+                let message = error.to_string();
+                assert!(
+                    message.contains("holds a NUL byte, which PostgreSQL text cannot store"),
+                    "{message}"
+                );
+                assert_eq!(jobs(store).await, vec![]);
+            }
+            let mut failed = run("a", t(0), RunState::Failed);
+            failed.error = Some("bad\0".into());
+            let error = store.write(&[Write::Run(failed)]).await.unwrap_err();
+            assert!(
+                error.to_string().contains("the run's error holds a NUL"),
+                "{error}"
+            );
+        })
+        .await;
+        backend.finish().await;
+        report(outcome);
+    }
+
+    #[tokio::test]
+    async fn an_id_too_long_for_an_index_is_refused_and_nothing_of_its_batch_is_written() {
+        // A job id is a btree key, and a btree holds keys up to about 2.7 KB (after
+        // compression): 10 KB of noise is refused by the server, with its own message.
+        let Some(backend) = pg().await else { return };
+        let outcome = bounded(async {
+            let store = backend.store();
+            let long = job(&noise(10_240, 8), None);
+            let error = store
+                .write(&[put(&job("first", None)), put(&long)])
+                .await
+                .unwrap_err();
+            assert!(error.to_string().contains("index row"), "{error}");
+            assert_eq!(jobs(store).await, vec![]);
+            let fits = job(&noise(2_000, 9), None);
+            write(store, &[put(&fits)]).await;
+            assert_eq!(jobs(store).await, vec![fits]);
+        })
+        .await;
+        backend.finish().await;
+        report(outcome);
+    }
+
+    #[tokio::test]
+    async fn a_hostile_or_malformed_schema_or_prefix_is_refused_before_connecting() {
+        // No server needed: the names are checked first.
+        let url = "postgres://nobody@127.0.0.1:1/none";
+        for schema in [
+            "x; DROP TABLE jobs; --",
+            "",
+            "1x",
+            "a.b",
+            "\"x\"",
+            &"s".repeat(64),
+        ] {
+            let error = PostgresStore::options(url)
+                .schema(schema)
+                .connect()
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    Error::InvalidOption {
+                        option: "schema",
+                        ..
+                    }
+                ),
+                "{schema:?}: {error}"
+            );
+        }
+        for prefix in ["x; DROP TABLE jobs; --", "x y", "é"] {
+            let error = PostgresStore::options(url)
+                .table_prefix(prefix)
+                .connect()
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    Error::InvalidOption {
+                        option: "table_prefix",
+                        ..
+                    }
+                ),
+                "{prefix:?}: {error}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_or_a_bad_url_fails_connect_as_a_store_error() {
+        let connect = PostgresStore::options("postgres://nobody@127.0.0.1:1/none")
+            .acquire_timeout(Duration::from_secs(1))
+            .connect();
+        let error = tokio::time::timeout(LIMIT, connect)
+            .await
+            .expect("bounded")
+            .unwrap_err();
+        match &error {
+            Error::Store {
+                store,
+                operation: "open",
+                ..
+            } => assert_eq!(store, "postgres://127.0.0.1:1/none (schema public)"),
+            other => panic!("{other:?}"),
+        }
+        let error = PostgresStore::connect("not a url").await.unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                Error::Store {
+                    operation: "open",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        // The options' Debug never shows the URL (it may hold a password).
+        let debug = format!("{:?}", PostgresStore::options("postgres://u:secret@h/db"));
+        assert!(!debug.contains("secret"), "{debug}");
     }
 }

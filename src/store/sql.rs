@@ -17,7 +17,7 @@ use crate::{Cause, Error};
 pub(crate) const MAX_PREFIX_LEN: usize = 32;
 
 /// The longest PostgreSQL schema name (NAMEDATALEN - 1).
-#[allow(dead_code)] // the PostgreSQL store's, which comes next
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) const MAX_SCHEMA_LEN: usize = 63;
 
 /// Checks a name that goes into SQL as an identifier: ASCII letters, digits and underscores,
