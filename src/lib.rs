@@ -73,8 +73,11 @@
 //! | feature | enables |
 //! |---|---|
 //! | `axum` | `apsched::web`: the job-management router for axum 0.8 |
+//! | `sqlite` | `store::SqliteStore`: jobs and run history in an SQLite file |
+//! | `postgres` | `store::PostgresStore`: jobs and run history in PostgreSQL |
 //!
-//! Persistent job stores (SQLite, PostgreSQL) are not built yet: jobs live in memory.
+//! The durable stores' backends are built, but the scheduler does not use them yet: jobs live
+//! in memory.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
