@@ -64,7 +64,8 @@
 //! | [`Event`], [`EventStream`] | what happened |
 //! | [`Zone`] | time zones (IANA or fixed offset) |
 //! | [`Clock`], [`TestClock`] | where wall-clock time comes from |
-//! | [`TaskRegistry`] | named tasks built from JSON arguments (what may be added over HTTP) |
+//! | [`TaskRegistry`] | named tasks built from JSON arguments (what may be added over HTTP or kept in a durable store) |
+//! | [`store`] | where jobs are kept: the memory store, or a durable [`JobStore`](store::JobStore) (SQLite, PostgreSQL) |
 //! | `web` (feature `axum`) | a job-management REST router |
 //! | [`Error`] | everything that can go wrong, by field and value |
 //!
@@ -73,8 +74,11 @@
 //! | feature | enables |
 //! |---|---|
 //! | `axum` | `apsched::web`: the job-management router for axum 0.8 |
+//! | `sqlite` | `store::SqliteStore`: jobs and run history in an SQLite file |
+//! | `postgres` | `store::PostgresStore`: jobs and run history in PostgreSQL |
 //!
-//! Persistent job stores (SQLite, PostgreSQL) are not built yet: jobs live in memory.
+//! Without `sqlite` or `postgres`, jobs live in memory (or in a [`JobStore`](store::JobStore) of
+//! your own).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

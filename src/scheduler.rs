@@ -372,7 +372,7 @@ impl Scheduler {
 
     /// The current time by the scheduler's clock.
     pub fn now(&self) -> DateTime<Utc> {
-        self.shared.clock.now()
+        self.shared.now()
     }
 
     /// A stream of everything that happens from now on.
@@ -685,12 +685,22 @@ impl Scheduler {
         let mut runs = Vec::new();
         for store in stores {
             match &store.backend {
-                Some(backend) => runs.extend(
-                    backend
-                        .runs(id, limit_u32)
-                        .await
-                        .map_err(|error| store.error("read runs", error))?,
-                ),
+                Some(backend) => {
+                    // Read after the runs already reported are written.
+                    if let Some(index) = self.shared.store_named(&store.name) {
+                        self.request(|reply| Command::Synced {
+                            store: index,
+                            reply,
+                        })
+                        .await?;
+                    }
+                    runs.extend(
+                        backend
+                            .runs(id, limit_u32)
+                            .await
+                            .map_err(|error| store.error("read runs", error))?,
+                    );
+                }
                 None => {
                     let id = JobId::new(id);
                     runs.extend(
@@ -921,7 +931,7 @@ impl Scheduler {
     }
 
     fn prepare_trigger(&self, mut trigger: Trigger) -> Result<(Trigger, DateTime<Utc>)> {
-        let now = self.shared.clock.now();
+        let now = self.shared.now();
         trigger.prepare(self.shared.timezone, now)?;
         let first = trigger.first_fire_time(now)?;
         Ok((trigger, first))

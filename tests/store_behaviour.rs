@@ -156,7 +156,9 @@ async fn runs_missed_while_down_follow_the_misfire_rules(open: Open) {
     let (clock, seen) = (clock(), Seen::default());
     let tasks = tasks(&seen);
     let first = scheduler(&open, &clock, &tasks).await;
-    let start = clock.now() + TimeDelta::minutes(1);
+    // To the microsecond, as a database keeps it.
+    let start = chrono::DateTime::from_timestamp_micros(clock.now().timestamp_micros()).unwrap()
+        + TimeDelta::minutes(1);
     first
         .add_job(note(&tasks, "coalesced"), Interval::minutes(1).start(start))
         .id("coalesced")
@@ -402,3 +404,75 @@ fn memory() -> Option<Open> {
 }
 
 suite!(in_memory_test_store, memory());
+
+/// A fresh SQLite file (kept in a temporary directory for the test's life).
+#[cfg(feature = "sqlite")]
+fn sqlite() -> Option<Open> {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let path = dir.path().join("jobs.db");
+    Some(Arc::new(move || {
+        let (path, dir) = (path.clone(), Arc::clone(&dir));
+        Box::pin(async move {
+            let _keep = dir;
+            let store = apsched::store::SqliteStore::open(&path).await.unwrap();
+            Arc::new(store) as Arc<dyn JobStore>
+        })
+    }))
+}
+
+#[cfg(feature = "sqlite")]
+suite!(sqlite_file, sqlite());
+
+/// PostgreSQL in a schema of its own (left behind when the test ends: names are unique, and
+/// a stale one costs nothing), or `None`, said out loud, without a server to test on.
+#[cfg(feature = "postgres")]
+fn postgres() -> Option<Open> {
+    let Ok(url) = std::env::var("APSCHED_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: APSCHED_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let schema = format!("apsched_behaviour_{}", uuid_ish());
+    Some(Arc::new(move || {
+        let (url, schema) = (url.clone(), schema.clone());
+        Box::pin(async move {
+            let store = apsched::store::PostgresStore::options(&url)
+                .schema(schema)
+                .connect()
+                .await
+                .expect("APSCHED_TEST_POSTGRES_URL is set: the server must answer");
+            Arc::new(store) as Arc<dyn JobStore>
+        })
+    }))
+}
+
+#[cfg(feature = "postgres")]
+fn uuid_ish() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_micros(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[cfg(feature = "postgres")]
+suite!(postgres, postgres());
+
+/// Opening a store is spawnable (an axum handler, a `tokio::spawn`): its future is `Send`.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[tokio::test]
+async fn opening_a_store_is_a_send_future() {
+    fn spawnable<F: Future + Send + 'static>(future: F) -> F {
+        future
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spawned.db");
+    let opened = tokio::spawn(spawnable(async move {
+        apsched::store::SqliteStore::open(&path).await.map(drop)
+    }));
+    opened.await.unwrap().unwrap();
+    // Compiled, not run: the PostgreSQL future must be `Send` too.
+    let _ = || spawnable(apsched::store::PostgresStore::connect("postgres://unused"));
+}

@@ -52,6 +52,12 @@ pub(crate) enum Command {
     RemoveAll {
         reply: oneshot::Sender<Result<()>>,
     },
+    /// Answered once everything the core wrote to `store` before is written: a read of the
+    /// store after it sees every run already reported.
+    Synced {
+        store: StoreIndex,
+        reply: oneshot::Sender<()>,
+    },
     /// The rows of a store's jobs, as a durable store would keep them (`export_jobs`).
     Export {
         store: StoreIndex,
@@ -169,6 +175,17 @@ impl Core {
                 }
             },
             Command::RemoveAll { reply } => self.remove_all(reply),
+            Command::Synced { store, reply } => {
+                self.flush_writes();
+                match self.writers.get(usize::from(store)) {
+                    Some(Some(writer)) => {
+                        let _ = writer.send(super::store::ToWriter::Synced(reply));
+                    }
+                    _ => {
+                        let _ = reply.send(());
+                    }
+                }
+            }
             Command::Export { store, reply } => {
                 let rows = self
                     .jobs
@@ -233,7 +250,7 @@ impl Core {
     /// Applies a caller's change to a job: at once for a memory job, after its write for a
     /// durable one.
     fn change(&mut self, key: Key, change: JobChange, reply: oneshot::Sender<Result<Option<Job>>>) {
-        let now = self.shared.clock.now();
+        let now = self.shared.now();
         let Some(entry) = self.jobs.get(key) else {
             let _ = reply.send(Ok(None));
             return;
@@ -345,6 +362,7 @@ pub(super) fn reject(command: Command) {
         | Command::Remove { .. }
         | Command::Runs { .. }
         | Command::Export { .. }
+        | Command::Synced { .. }
         | Command::Get { .. }
         | Command::GetAll { .. } => {}
     }

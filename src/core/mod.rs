@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 
@@ -139,6 +139,14 @@ impl Shared {
 
     fn publish(&self, state: SchedulerState) {
         self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// The scheduler's time, to the microsecond: what a database keeps, so a job's times are
+    /// the same before and after a restart.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        let now = self.clock.now();
+        now.with_nanosecond(now.nanosecond() / 1000 * 1000)
+            .unwrap_or(now)
     }
 
     /// The store named `name`.
@@ -259,7 +267,7 @@ impl Core {
         shared: Arc<Shared>,
         settings: Settings,
     ) -> Core {
-        let last_wall = shared.clock.now();
+        let last_wall = shared.now();
         let (env, done) = RunEnv::new(
             Arc::clone(&shared),
             weak_tx,
@@ -374,7 +382,7 @@ impl Core {
 
     /// Reads both clocks, reports a wall-clock jump, and returns the wall-clock time.
     fn wake(&mut self) -> DateTime<Utc> {
-        let wall = self.shared.clock.now();
+        let wall = self.shared.now();
         let mono = Instant::now();
         let elapsed = TimeDelta::from_std(mono - self.last_mono).unwrap_or(TimeDelta::MAX);
         let drift = wall - self.last_wall - elapsed;
@@ -431,7 +439,7 @@ impl Core {
             Lifecycle::Running
         });
         // Jobs added before start run from now on, as APScheduler: recompute their first run.
-        let now = self.shared.clock.now();
+        let now = self.shared.now();
         let waiting: Vec<Key> = self
             .jobs
             .iter()
@@ -514,7 +522,7 @@ impl Core {
     /// records them abandoned.
     fn abandon_runs(&mut self) -> Vec<AbandonedRun> {
         let runs: Vec<_> = self.runs.drain().collect();
-        let now = self.shared.clock.now();
+        let now = self.shared.now();
         runs.into_iter()
             .map(|run| {
                 tracing::warn!(job.id = %run.id, scheduled = %run.scheduled, "apsched: run abandoned at shutdown, still going after its cancellation");

@@ -402,7 +402,7 @@ impl Core {
             return;
         }
         *running += 1;
-        let started_at = self.shared.clock.now();
+        let started_at = self.shared.now();
         let run = self.runs.insert(Running {
             key,
             id: entry.id.clone(),
@@ -473,7 +473,7 @@ impl Core {
         };
         let mut record = RunRecord::new(&id, scheduled, state);
         record.started_at = Some(started_at);
-        record.finished_at = Some(self.shared.clock.now());
+        record.finished_at = Some(self.shared.now());
         record.result = result;
         record.error = error;
         self.record_run(key, &id, record);
@@ -502,7 +502,7 @@ impl Core {
         previous: DateTime<Utc>,
         catch_up: Box<CatchUp>,
     ) {
-        let now = self.shared.clock.now();
+        let now = self.shared.now();
         let Some(entry) = self.jobs.get(key) else {
             return;
         };

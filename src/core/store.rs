@@ -79,6 +79,8 @@ pub(super) enum ToWriter {
     Prune,
     /// The scheduler is stopping: write what is left, answer, and end.
     Close(oneshot::Sender<()>),
+    /// Answer once what came before is written (or failed).
+    Synced(oneshot::Sender<()>),
 }
 
 /// What a writer tells the core.
@@ -156,6 +158,7 @@ async fn writer(
         };
         let mut callers: Vec<(u64, Vec<Write>)> = Vec::new();
         let mut load = false;
+        let mut synced = Vec::new();
         let mut message = Some(first);
         while let Some(next) = message.take() {
             match next {
@@ -172,6 +175,7 @@ async fn writer(
                 ToWriter::Prune => {
                     prune_history(&*backend, &shared, info, retention).await;
                 }
+                ToWriter::Synced(reply) => synced.push(reply),
                 ToWriter::Close(done) => {
                     if !backlog.is_empty() && write(&*backend, &backlog).await.is_err() {
                         tracing::error!(store = %info.name, writes = backlog.len(), "apsched: scheduler stopped with store writes unwritten");
@@ -180,7 +184,7 @@ async fn writer(
                     return;
                 }
             }
-            if !load && backlog.len() + callers.len() < MAX_BATCH {
+            if !load && synced.is_empty() && backlog.len() + callers.len() < MAX_BATCH {
                 message = rx.try_recv().ok();
             }
         }
@@ -253,6 +257,9 @@ async fn writer(
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+        for reply in synced {
+            let _ = reply.send(());
+        }
         if load {
             let rows = backend
                 .load()
@@ -272,7 +279,7 @@ async fn prune_history(
 ) {
     let Some(before) = chrono::TimeDelta::from_std(retention)
         .ok()
-        .and_then(|retention| shared.clock.now().checked_sub_signed(retention))
+        .and_then(|retention| shared.now().checked_sub_signed(retention))
     else {
         return;
     };
@@ -975,7 +982,7 @@ pub(crate) fn entry_from_row(
     let mut trigger: Trigger = serde_json::from_value(row.trigger)
         .map_err(|e| format!("its trigger does not decode: {e}"))?;
     trigger
-        .prepare(shared.timezone, shared.clock.now())
+        .prepare(shared.timezone, shared.now())
         .map_err(|e| format!("its trigger is invalid: {e}"))?;
     let options: JobOptions = serde_json::from_value(row.options)
         .map_err(|e| format!("its options do not decode: {e}"))?;

@@ -16,13 +16,30 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresStore, PostgresStoreOptions};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::{SqliteStore, SqliteStoreOptions};
+
 /// An error from a backend, boxed: the scheduler reports it as
 /// [`Error::Store`](crate::Error::Store), naming the store and the operation.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The schema version this apsched writes and reads. A store whose schema is newer is refused
-/// ([`Error::StoreSchema`](crate::Error::StoreSchema)); an older one is migrated.
-pub const SCHEMA_VERSION: i64 = 1;
+/// ([`Error::StoreSchema`](crate::Error::StoreSchema)); an older one is migrated when the store
+/// opens.
+///
+/// Version 1 is the jobs table; version 2 adds the run history.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A job as a store keeps it: everything needed to rebuild it in a new process.
 ///
@@ -45,6 +62,9 @@ pub struct StoredJob {
     pub options: serde_json::Value,
     /// The next run's fire time (the trigger's, without jitter: jitter is drawn anew when
     /// the job is loaded); `None` while paused.
+    ///
+    /// The SQL stores keep times to the microsecond, truncated (as PostgreSQL does): a time read
+    /// back may have lost its nanoseconds.
     pub next_run_time: Option<DateTime<Utc>>,
 }
 
@@ -153,7 +173,8 @@ impl RunRecord {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Write {
-    /// Insert the job, or replace the row with its id.
+    /// Insert the job, or replace the row with its id. (The SQL stores count a row's
+    /// `revision` up on every `Put` and `Next`.)
     Put(StoredJob),
     /// Move a job's next run (`None`: paused). A job that is gone is not an error.
     Next {
@@ -182,11 +203,12 @@ pub enum Write {
 /// the scheduler calls [`write`](JobStore::write) from one writer task per store, so writes
 /// never race each other.
 pub trait JobStore: Send + Sync + 'static {
-    /// Where the store is, for messages: `sqlite:/var/lib/app/jobs.db`, `postgres:apsched`.
+    /// Where the store is, for messages: `sqlite:/var/lib/app/jobs.db`,
+    /// `postgres://db.internal:5432/app (schema apsched)` (never a password).
     fn describe(&self) -> String;
 
-    /// Every job row: those that can be read, and those that cannot (reported, then left
-    /// alone).
+    /// Every job row, in no particular order: those that can be read, and those that cannot
+    /// (reported, then left alone).
     fn load(&self) -> BoxFuture<'_, Result<Vec<Result<StoredJob, UnreadableRow>>, BackendError>>;
 
     /// Applies `writes` in order, in one transaction: all of them, or (on error) none.
