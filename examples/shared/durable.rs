@@ -72,7 +72,7 @@ pub async fn walk_through(store: impl JobStore, seconds: u64) -> Result<(), apsc
         println!("restored {} jobs from the store:", restored.len());
     }
     for job in scheduler.get_jobs().await? {
-        println!("  {job}");
+        println!("  {:<10} {job}", job.id.as_str());
     }
 
     println!("running for {seconds} s ...");
