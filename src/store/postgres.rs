@@ -16,7 +16,8 @@ use sqlx::{Row, TypeInfo, ValueRef};
 use super::sql::{self, Columns, SchemaPlan, Step};
 use super::{BackendError, JobStore, RunRecord, StoredJob, UnreadableRow, Write, SCHEMA_VERSION};
 
-const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Short, so a database that went away is noticed (and callers' changes to it fail) within it.
+const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Rows per statement: arrays of this many elements a parameter.
 const MAX_ROWS: usize = 1000;
@@ -491,7 +492,8 @@ impl PostgresStoreOptions {
 
     /// How long connecting waits for the server (while it refuses connections, as one that is
     /// starting does, it is tried again), and how long any later call waits for a free
-    /// connection of the pool. Default 30 s, as sqlx's. For a store [from a
+    /// connection of the pool. Default 5 s (sqlx's is 30 s): a database that went away is
+    /// noticed, and callers' changes to it fail, within it. For a store [from a
     /// pool](PostgresStore::from_pool), that pool's own timeout applies instead.
     ///
     /// # Examples

@@ -26,6 +26,10 @@ use crate::Error;
 /// The name of an in-memory database.
 const MEMORY: &str = "sqlite::memory:";
 
+/// SQLite's primary result codes for a file that cannot be written.
+const SQLITE_READONLY: i32 = 8;
+const SQLITE_IOERR: i32 = 10;
+
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Rows per multi-row statement: at 9 parameters a job row, well inside SQLite's 32,766.
@@ -416,9 +420,30 @@ impl SqliteStore {
         if writes.is_empty() {
             return Ok(());
         }
+        let mut conn = self.inner.pool.acquire().await?;
+        let written = self.write_on(&mut conn, writes).await;
+        // A connection that could not write its file (read-only, an I/O error) may stay
+        // read-only once the file is writable again: the pool opens a fresh one instead.
+        if let Err(sqlx::Error::Database(error)) = &written {
+            let primary = error
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .map(|code| code & 0xff);
+            if matches!(primary, Some(SQLITE_READONLY | SQLITE_IOERR)) {
+                conn.close_on_drop();
+            }
+        }
+        written
+    }
+
+    async fn write_on(
+        &self,
+        conn: &mut SqliteConnection,
+        writes: &[Write],
+    ) -> Result<(), sqlx::Error> {
         let sql = &self.inner.sql;
         let now = Utc::now().timestamp_micros();
-        let mut tx = self.inner.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         for step in sql::steps(writes, MAX_ROWS) {
             match step {
                 Step::Put(jobs) => {
@@ -579,13 +604,31 @@ impl JobStore for SqliteStore {
         Box::pin(async move { self.write_batch(writes).await.map_err(|e| self.backend(e)) })
     }
 
+    /// A write that changes nothing (the schema row, rewritten as it is): a file that can be
+    /// read but not written is still away.
     fn ping(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            sqlx::query("SELECT 1")
-                .execute(&self.inner.pool)
+            let prefix = &self.inner.prefix;
+            let probe = format!(
+                "UPDATE \"{prefix}apsched_schema\" SET applied_at = applied_at \
+                 WHERE version = (SELECT MAX(version) FROM \"{prefix}apsched_schema\")"
+            );
+            let mut conn = self
+                .inner
+                .pool
+                .acquire()
                 .await
-                .map(drop)
-                .map_err(BackendError::from)
+                .map_err(|e| self.backend(e))?;
+            let probed = async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::query(&probe).execute(&mut *tx).await?;
+                tx.commit().await
+            }
+            .await;
+            if probed.is_err() {
+                conn.close_on_drop();
+            }
+            probed.map_err(|e| self.backend(e))
         })
     }
 
