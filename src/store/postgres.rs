@@ -351,88 +351,102 @@ impl PostgresStore {
         }
         refuse_nul(writes)?;
         let sql = &self.inner.sql;
+        let steps = sql::steps(writes, MAX_ROWS);
+        // One statement is atomic on its own: a lone change costs one round trip, not three
+        // (BEGIN, the statement, COMMIT).
+        if let [step] = &steps[..] {
+            query_for(sql, step).execute(&self.inner.pool).await?;
+            return Ok(());
+        }
         let mut tx = self.inner.pool.begin().await?;
-        for step in sql::steps(writes, MAX_ROWS) {
-            let query = match step {
-                Step::Put(jobs) => sqlx::query(&sql.put)
-                    .bind(jobs.iter().map(|job| job.id.as_str()).collect::<Vec<_>>())
-                    .bind(
-                        jobs.iter()
-                            .map(|job| job.name.as_deref())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(jobs.iter().map(|job| job.task.as_str()).collect::<Vec<_>>())
-                    .bind(
-                        jobs.iter()
-                            .map(|job| job.args.to_string())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        jobs.iter()
-                            .map(|job| job.trigger.to_string())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        jobs.iter()
-                            .map(|job| job.options.to_string())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        jobs.iter()
-                            .map(|job| job.next_run_time.map(truncated))
-                            .collect::<Vec<_>>(),
-                    ),
-                Step::Next(nexts) => sqlx::query(&sql.next)
-                    .bind(nexts.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-                    .bind(
-                        nexts
-                            .iter()
-                            .map(|(_, at)| at.map(truncated))
-                            .collect::<Vec<_>>(),
-                    ),
-                Step::Delete(ids) => sqlx::query(&sql.delete).bind(ids),
-                Step::DeleteAll => sqlx::query(&sql.delete_all),
-                Step::Run(runs) => sqlx::query(&sql.run)
-                    .bind(
-                        runs.iter()
-                            .map(|run| run.job_id.as_str())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        runs.iter()
-                            .map(|run| truncated(run.fire_time))
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        runs.iter()
-                            .map(|run| run.state.as_str())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        runs.iter()
-                            .map(|run| run.started_at.map(truncated))
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        runs.iter()
-                            .map(|run| run.finished_at.map(truncated))
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        runs.iter()
-                            .map(|run| run.result.as_ref().map(|result| result.to_string()))
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        runs.iter()
-                            .map(|run| run.error.as_deref())
-                            .collect::<Vec<_>>(),
-                    ),
-            };
-            query.execute(&mut *tx).await?;
+        for step in &steps {
+            query_for(sql, step).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// The statement of one step of a batch, its rows bound as arrays.
+fn query_for<'q>(
+    sql: &'q Sql,
+    step: &'q Step<'q>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    match step {
+        Step::Put(jobs) => sqlx::query(&sql.put)
+            .bind(jobs.iter().map(|job| job.id.as_str()).collect::<Vec<_>>())
+            .bind(
+                jobs.iter()
+                    .map(|job| job.name.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(jobs.iter().map(|job| job.task.as_str()).collect::<Vec<_>>())
+            .bind(
+                jobs.iter()
+                    .map(|job| job.args.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                jobs.iter()
+                    .map(|job| job.trigger.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                jobs.iter()
+                    .map(|job| job.options.to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                jobs.iter()
+                    .map(|job| job.next_run_time.map(truncated))
+                    .collect::<Vec<_>>(),
+            ),
+        Step::Next(nexts) => sqlx::query(&sql.next)
+            .bind(nexts.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .bind(
+                nexts
+                    .iter()
+                    .map(|(_, at)| at.map(truncated))
+                    .collect::<Vec<_>>(),
+            ),
+        Step::Delete(ids) => sqlx::query(&sql.delete).bind(ids),
+        Step::DeleteAll => sqlx::query(&sql.delete_all),
+        Step::Run(runs) => sqlx::query(&sql.run)
+            .bind(
+                runs.iter()
+                    .map(|run| run.job_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|run| truncated(run.fire_time))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|run| run.state.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|run| run.started_at.map(truncated))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|run| run.finished_at.map(truncated))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|run| run.result.as_ref().map(|result| result.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|run| run.error.as_deref())
+                    .collect::<Vec<_>>(),
+            ),
     }
 }
 
