@@ -122,6 +122,37 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// In a [cluster](crate::cluster): a run of this node ended after the cluster had taken
+    /// it away (its node's lease expired meanwhile and another node reaped it), so its outcome
+    /// was dropped, not written: the run's row keeps what the reaping node wrote.
+    RunFenced {
+        /// The job.
+        job_id: JobId,
+        /// The fire time the run stood for.
+        scheduled_run_time: DateTime<Utc>,
+        /// This node.
+        node: String,
+    },
+    /// In a [cluster](crate::cluster): this node reaped a run whose node died (its lease
+    /// expired) while the run was going: reported abandoned, or put back to run again for a
+    /// job with `retry_abandoned`.
+    RunAbandoned {
+        /// The job.
+        job_id: JobId,
+        /// The fire time the run stood for.
+        scheduled_run_time: DateTime<Utc>,
+        /// The node that died.
+        node: String,
+        /// Whether it was put back to run again.
+        retried: bool,
+    },
+    /// In a [cluster](crate::cluster): this node could not renew its lease in time, so it
+    /// stopped claiming runs and cancelled its runs' tokens; it rejoins once the database
+    /// answers.
+    NodeLeaseLost {
+        /// This node.
+        node: String,
+    },
 }
 
 impl Event {
@@ -135,7 +166,9 @@ impl Event {
             | Event::JobExecuted { job_id, .. }
             | Event::JobError { job_id, .. }
             | Event::JobMissed { job_id, .. }
-            | Event::JobMaxInstances { job_id, .. } => Some(job_id),
+            | Event::JobMaxInstances { job_id, .. }
+            | Event::RunFenced { job_id, .. }
+            | Event::RunAbandoned { job_id, .. } => Some(job_id),
             _ => None,
         }
     }
@@ -168,6 +201,9 @@ impl Event {
             Event::StoreError { .. } => EventMask::STORE_ERROR,
             Event::StoreRecovered { .. } => EventMask::STORE_RECOVERED,
             Event::JobNotLoaded { .. } => EventMask::JOB_NOT_LOADED,
+            Event::RunFenced { .. } => EventMask::RUN_FENCED,
+            Event::RunAbandoned { .. } => EventMask::RUN_ABANDONED,
+            Event::NodeLeaseLost { .. } => EventMask::NODE_LEASE_LOST,
         }
     }
 }
@@ -228,8 +264,14 @@ impl EventMask {
     pub const STORE_RECOVERED: EventMask = EventMask(1 << 15);
     /// [`Event::JobNotLoaded`].
     pub const JOB_NOT_LOADED: EventMask = EventMask(1 << 16);
+    /// [`Event::RunFenced`].
+    pub const RUN_FENCED: EventMask = EventMask(1 << 17);
+    /// [`Event::RunAbandoned`].
+    pub const RUN_ABANDONED: EventMask = EventMask(1 << 18);
+    /// [`Event::NodeLeaseLost`].
+    pub const NODE_LEASE_LOST: EventMask = EventMask(1 << 19);
     /// Every event kind.
-    pub const ALL: EventMask = EventMask((1 << 17) - 1);
+    pub const ALL: EventMask = EventMask((1 << 20) - 1);
 
     /// Whether `event` is of a kind in this set.
     pub fn matches(self, event: &Event) -> bool {
@@ -287,7 +329,7 @@ impl std::ops::Not for EventMask {
 
 impl std::fmt::Debug for EventMask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const NAMES: [&str; 17] = [
+        const NAMES: [&str; 20] = [
             "SCHEDULER_STARTED",
             "SCHEDULER_PAUSED",
             "SCHEDULER_RESUMED",
@@ -305,6 +347,9 @@ impl std::fmt::Debug for EventMask {
             "STORE_ERROR",
             "STORE_RECOVERED",
             "JOB_NOT_LOADED",
+            "RUN_FENCED",
+            "RUN_ABANDONED",
+            "NODE_LEASE_LOST",
         ];
         if *self == EventMask::ALL {
             return f.write_str("EventMask(ALL)");

@@ -190,6 +190,11 @@ pub struct JobOptions {
     /// How many runs of the job may go at once; a run beyond that is skipped with a
     /// [`JobMaxInstances`](crate::Event::JobMaxInstances) event. Default 1.
     pub max_instances: u32,
+    /// In [cluster mode](crate::cluster): whether a run whose node died (its lease expired
+    /// while the run was going) is run again by another node (at least once), instead of
+    /// being reported abandoned (at most once, the default). Unused outside a cluster.
+    #[serde(default)]
+    pub retry_abandoned: bool,
 }
 
 impl Default for JobOptions {
@@ -198,6 +203,7 @@ impl Default for JobOptions {
             misfire_grace_time: MisfireGrace::Within(Duration::from_secs(1)),
             coalesce: true,
             max_instances: 1,
+            retry_abandoned: false,
         }
     }
 }
@@ -221,6 +227,13 @@ impl JobOptions {
     #[must_use]
     pub fn max_instances(mut self, max: u32) -> Self {
         self.max_instances = max;
+        self
+    }
+
+    /// In a cluster, whether a run its node abandoned (by dying) runs again elsewhere.
+    #[must_use]
+    pub fn retry_abandoned(mut self, retry: bool) -> Self {
+        self.retry_abandoned = retry;
         self
     }
 
@@ -332,6 +345,17 @@ pub struct JobContext {
     name: Name,
     scheduled_run_time: DateTime<Utc>,
     env: Arc<RunEnv>,
+    /// Set for a run a cluster node claimed.
+    claim: Option<Arc<Claim>>,
+}
+
+/// What a run claimed in a cluster carries: its fence, and the token its node cancels when
+/// it loses its lease.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    pub(crate) fence: u64,
+    pub(crate) token: CancellationToken,
+    pub(crate) node: Arc<str>,
 }
 
 impl fmt::Debug for JobContext {
@@ -350,12 +374,14 @@ impl JobContext {
         name: Name,
         scheduled_run_time: DateTime<Utc>,
         env: Arc<RunEnv>,
+        claim: Option<Arc<Claim>>,
     ) -> JobContext {
         JobContext {
             id,
             name,
             scheduled_run_time,
             env,
+            claim,
         }
     }
 
@@ -375,10 +401,28 @@ impl JobContext {
         self.scheduled_run_time
     }
 
-    /// Cancelled when the scheduler stops waiting for this run (`shutdown_timeout` expired).
-    /// Long jobs can select on `cancelled()` to stop cleanly.
+    /// Cancelled when the scheduler stops waiting for this run (`shutdown_timeout` expired),
+    /// and in a cluster also when this node loses its lease (the run may be reaped and its
+    /// outcome fenced off). Long jobs can select on `cancelled()` to stop cleanly.
     pub fn cancellation_token(&self) -> &CancellationToken {
-        self.env.cancellation_token()
+        match &self.claim {
+            Some(claim) => &claim.token,
+            None => self.env.cancellation_token(),
+        }
+    }
+
+    /// In a [cluster](crate::cluster), this run's fence token: it grows with every claim of
+    /// the run's row, so an outside system that remembers the highest fence it has seen per
+    /// (job, fire time) can refuse a write from an attempt that has lost its claim. `None`
+    /// outside a cluster.
+    pub fn fence(&self) -> Option<u64> {
+        self.claim.as_ref().map(|claim| claim.fence)
+    }
+
+    /// In a [cluster](crate::cluster), the id of the node running this run; `None` outside
+    /// a cluster.
+    pub fn node_id(&self) -> Option<&str> {
+        self.claim.as_ref().map(|claim| &*claim.node)
     }
 
     /// A handle to the scheduler running this job, so the job can add, modify or remove jobs

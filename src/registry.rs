@@ -91,6 +91,42 @@ impl TaskRegistry {
         self
     }
 
+    /// Registers an async task that also takes the run's [`JobContext`](crate::JobContext)
+    /// (its scheduled time, its cancellation token, and in a cluster its node and fence), under
+    /// `name`: as [`register`](Self::register) otherwise.
+    ///
+    /// ```
+    /// use apsched::{JobContext, TaskRegistry};
+    ///
+    /// let tasks = TaskRegistry::new().register_with_context("bill", |run: JobContext, account: u64| async move {
+    ///     // The fire time names the run: a retried or duplicated attempt writes the same key.
+    ///     println!("billing {account} for {}", run.scheduled_run_time());
+    /// });
+    /// assert!(tasks.contains("bill"));
+    /// ```
+    pub fn register_with_context<Args, F, Fut>(
+        mut self,
+        name: &'static str,
+        task: F,
+    ) -> TaskRegistry
+    where
+        Args: DeserializeOwned + Clone + Send + Sync + 'static,
+        F: Fn(crate::JobContext, Args) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: JobOutput,
+    {
+        let task = Arc::new(task);
+        let factory = move |value: serde_json::Value| -> Result<Task> {
+            let args: Args = decode(name, value.clone())?;
+            let task = Arc::clone(&task);
+            let body = move |run: crate::JobContext| task(run, args.clone());
+            Ok(IntoTask::<(marker::AsyncWithContext, Fut)>::into_task(body)
+                .registered_as(name, value))
+        };
+        self.tasks.insert(name, Arc::new(factory));
+        self
+    }
+
     /// Registers a blocking task under `name`: as [`register`](Self::register), but `task` is
     /// a plain `Fn(Args) -> R` run on the scheduler's blocking pool.
     pub fn register_blocking<Args, F, R>(mut self, name: &'static str, task: F) -> TaskRegistry

@@ -91,6 +91,8 @@ pub struct SchedulerBuilder {
     tasks: TaskRegistry,
     history_retention: Duration,
     memory_history: usize,
+    #[cfg(feature = "postgres")]
+    clusters: Vec<(String, crate::cluster::Cluster)>,
 }
 
 impl std::fmt::Debug for SchedulerBuilder {
@@ -127,6 +129,8 @@ impl Default for SchedulerBuilder {
             tasks: TaskRegistry::new(),
             history_retention: Duration::from_secs(7 * 86_400),
             memory_history: 1000,
+            #[cfg(feature = "postgres")]
+            clusters: Vec::new(),
         }
     }
 }
@@ -206,6 +210,20 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Makes this scheduler a node of a [`cluster`](crate::cluster) on a PostgreSQL store,
+    /// named `name` as a store is: jobs sent there (`AddJob::store(name)`, or
+    /// [`default_store`](Self::default_store)) live in the database, and every node of the
+    /// cluster may run them, each fire time once. The node joins when the scheduler starts and
+    /// leaves when it shuts down.
+    ///
+    /// Its settings are checked at [`start`](Scheduler::start).
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn cluster(mut self, name: impl Into<String>, cluster: crate::cluster::Cluster) -> Self {
+        self.clusters.push((name.into(), cluster));
+        self
+    }
+
     /// The store jobs go to when they name none. Default `"default"` (the memory store, unless
     /// a durable store took that name).
     pub fn default_store(mut self, name: impl Into<String>) -> Self {
@@ -261,6 +279,19 @@ impl SchedulerBuilder {
             .iter()
             .position(|store| &*store.name == default_name)
             .and_then(|i| StoreIndex::try_from(i).ok());
+        #[cfg(feature = "postgres")]
+        let clusters = self
+            .clusters
+            .into_iter()
+            .map(|(name, cluster)| {
+                let is_default = self.default_store.as_deref() == Some(name.as_str());
+                Arc::new(crate::cluster::Node::new(
+                    Arc::from(name),
+                    cluster,
+                    is_default,
+                ))
+            })
+            .collect();
         let shared = Arc::new(Shared::new(
             self.clock,
             self.event_capacity,
@@ -269,6 +300,8 @@ impl SchedulerBuilder {
             stores,
             default_store,
             self.tasks,
+            #[cfg(feature = "postgres")]
+            clusters,
         ));
         let tx = crate::core::spawn(
             Arc::clone(&shared),
@@ -389,6 +422,7 @@ impl Scheduler {
     /// Cancel safe: dropped before the core took the call, nothing changes; after, the
     /// scheduler starts all the same.
     pub async fn start(&self) -> Result<()> {
+        self.join_clusters().await?;
         self.request(|reply| Command::Start {
             paused: false,
             reply,
@@ -404,6 +438,7 @@ impl Scheduler {
     /// # Cancel safety
     /// As [`start`](Self::start).
     pub async fn start_paused(&self) -> Result<()> {
+        self.join_clusters().await?;
         self.request(|reply| Command::Start {
             paused: true,
             reply,
@@ -431,7 +466,12 @@ impl Scheduler {
     /// # Cancel safety
     /// As [`start`](Self::start).
     pub async fn resume(&self) -> Result<()> {
-        self.request(|reply| Command::Resume { reply }).await?
+        self.request(|reply| Command::Resume { reply }).await??;
+        #[cfg(feature = "postgres")]
+        for node in &self.shared.clusters {
+            node.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Shuts down: no new run starts, and this waits for the runs under way to finish.
@@ -471,6 +511,11 @@ impl Scheduler {
     }
 
     async fn stop(&self, timeout: Option<Duration>) -> Result<Vec<AbandonedRun>> {
+        // Cluster nodes stop claiming first; each leaves once its runs have ended.
+        #[cfg(feature = "postgres")]
+        for node in &self.shared.clusters {
+            node.stop();
+        }
         if in_run_of(&self.shared) {
             self.request(|reply| Command::Shutdown {
                 timeout,
@@ -479,11 +524,79 @@ impl Scheduler {
             .await??;
             return Ok(Vec::new());
         }
-        self.request(|reply| Command::Shutdown {
-            timeout,
-            reply: ShutdownReply::Stopped(reply),
-        })
-        .await?
+        let abandoned = self
+            .request(|reply| Command::Shutdown {
+                timeout,
+                reply: ShutdownReply::Stopped(reply),
+            })
+            .await??;
+        #[cfg(feature = "postgres")]
+        for node in &self.shared.clusters {
+            // Bounded: leaving is one transaction with a 10 s timeout of its own.
+            let _ = tokio::time::timeout(Duration::from_secs(11), node.left()).await;
+        }
+        Ok(abandoned)
+    }
+
+    /// Joins the clusters this scheduler is a node of (once; later calls do nothing).
+    async fn join_clusters(&self) -> Result<()> {
+        self.ensure_open()?;
+        #[cfg(feature = "postgres")]
+        for node in &self.shared.clusters {
+            node.start(Arc::clone(&self.shared), self.tx.downgrade())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The live nodes of this scheduler's clusters (this one among them), ordered by id.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when a cluster's database cannot be read.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it changes nothing.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub async fn get_nodes(&self) -> Result<Vec<crate::cluster::NodeInfo>> {
+        let mut nodes = Vec::new();
+        for node in &self.shared.clusters {
+            nodes.extend(node.nodes().await?);
+        }
+        Ok(nodes)
+    }
+
+    /// This scheduler's node id in its first cluster, if it is a node of one.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn node_id(&self) -> Option<&str> {
+        self.shared.clusters.first().map(|node| node.id.as_str())
+    }
+
+    /// The cluster named `name`, if this scheduler is a node of one by that name.
+    #[cfg(feature = "postgres")]
+    fn cluster_named(&self, name: &str) -> Option<&Arc<crate::cluster::Node>> {
+        self.shared.clusters.iter().find(|node| &*node.name == name)
+    }
+
+    /// The cluster that has the job `id` (not a memory or durable job of this node), if any.
+    #[cfg(feature = "postgres")]
+    async fn cluster_of(&self, id: &str) -> Result<Option<&Arc<crate::cluster::Node>>> {
+        if self.shared.index().key_of(id).is_some() {
+            return Ok(None);
+        }
+        match &self.shared.clusters[..] {
+            [] => Ok(None),
+            [only] => Ok(Some(only)),
+            several => {
+                for node in several {
+                    if node.get(&self.shared, id).await?.is_some() {
+                        return Ok(Some(node));
+                    }
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// Adds a job: `task` (an async or blocking closure or fn, see [`IntoTask`]) run at the
@@ -538,6 +651,14 @@ impl Scheduler {
     /// # Cancel safety
     /// Cancel safe: it changes nothing.
     pub async fn get_job(&self, id: &str) -> Result<Job> {
+        #[cfg(feature = "postgres")]
+        if let Some(node) = self.cluster_of(id).await? {
+            self.ensure_open()?;
+            return node
+                .get(&self.shared, id)
+                .await?
+                .ok_or_else(|| Error::JobNotFound(id.to_string()));
+        }
         self.request_job(id, |key, reply| Command::Get { key, reply })
             .await?
             .ok_or_else(|| Error::JobNotFound(id.to_string()))
@@ -552,7 +673,17 @@ impl Scheduler {
     /// Cancel safe: it changes nothing.
     pub async fn get_jobs(&self) -> Result<Vec<Job>> {
         self.ensure_open()?;
-        self.request(|reply| Command::GetAll { reply }).await
+        #[allow(unused_mut)]
+        let mut jobs = self.request(|reply| Command::GetAll { reply }).await?;
+        #[cfg(feature = "postgres")]
+        if !self.shared.clusters.is_empty() {
+            for node in &self.shared.clusters {
+                jobs.extend(node.all(&self.shared).await?);
+            }
+            // As the core orders them: soonest next run first, paused jobs last.
+            jobs.sort_by_key(|job| (job.next_run_time.is_none(), job.next_run_time));
+        }
+        Ok(jobs)
     }
 
     /// Changes a job's name or options; set them on the returned builder, then `.await` it.
@@ -640,6 +771,13 @@ impl Scheduler {
     /// a future dropped there removes nothing.
     pub async fn remove_job(&self, id: &str) -> Result<()> {
         self.ensure_open()?;
+        #[cfg(feature = "postgres")]
+        if let Some(node) = self.cluster_of(id).await? {
+            return match node.remove(&self.shared, id).await? {
+                true => Ok(()),
+                false => Err(Error::JobNotFound(id.to_string())),
+            };
+        }
         let permit = self.reserve().await?;
         let answer = {
             let mut index = self.shared.index();
@@ -710,6 +848,18 @@ impl Scheduler {
                 }
             }
         }
+        #[cfg(feature = "postgres")]
+        if key.is_none() {
+            for node in &self.shared.clusters {
+                runs.extend(node.store.runs(id, limit_u32).await.map_err(|error| {
+                    Error::Store {
+                        store: node.name.to_string(),
+                        operation: "read runs",
+                        source: Cause::new(error),
+                    }
+                })?);
+            }
+        }
         runs.sort_by_key(|run| std::cmp::Reverse(run.fire_time));
         runs.truncate(limit);
         Ok(runs)
@@ -724,6 +874,10 @@ impl Scheduler {
     /// As [`pause_job`](Self::pause_job).
     pub async fn remove_all_jobs(&self) -> Result<()> {
         self.ensure_open()?;
+        #[cfg(feature = "postgres")]
+        for node in &self.shared.clusters {
+            node.remove_all().await?;
+        }
         self.request(|reply| Command::RemoveAll { reply }).await?
     }
 
@@ -740,16 +894,21 @@ impl Scheduler {
     /// Cancel safe: it changes no job (what `writer` received is not taken back).
     pub async fn export_jobs(&self, store: &str, writer: impl std::io::Write) -> Result<usize> {
         self.ensure_open()?;
-        let index = self
-            .shared
-            .store_named(store)
-            .ok_or_else(|| Error::UnknownStore(store.to_string()))?;
-        let jobs = self
-            .request(|reply| Command::Export {
-                store: index,
-                reply,
-            })
-            .await?;
+        let jobs = match self.shared.store_named(store) {
+            Some(index) => {
+                self.request(|reply| Command::Export {
+                    store: index,
+                    reply,
+                })
+                .await?
+            }
+            #[cfg(feature = "postgres")]
+            None if self.cluster_named(store).is_some() => match self.cluster_named(store) {
+                Some(node) => node.rows().await?,
+                None => Vec::new(),
+            },
+            None => return Err(Error::UnknownStore(store.to_string())),
+        };
         let exported = Export {
             format: EXPORT_FORMAT.into(),
             version: EXPORT_VERSION,
@@ -817,6 +976,8 @@ impl Scheduler {
                 job,
                 store: index,
                 replace_existing: on_conflict == OnConflict::Replace,
+                #[cfg(feature = "postgres")]
+                cluster: None,
             });
         }
         report.imported = self.add_prepared(prepared).await?.len();
@@ -861,6 +1022,23 @@ impl Scheduler {
 
     /// Enters and sends jobs checked already, all or none.
     async fn add_prepared(&self, prepared: Vec<PreparedAdd>) -> Result<Vec<Job>> {
+        // Cluster jobs are written one by one, after the others are in.
+        #[cfg(feature = "postgres")]
+        let (prepared, cluster): (Vec<_>, Vec<_>) =
+            prepared.into_iter().partition(|p| p.cluster.is_none());
+        #[allow(unused_mut)]
+        let mut jobs = self.add_local(prepared).await?;
+        #[cfg(feature = "postgres")]
+        for add in cluster {
+            if let Ok(add) = add.into_cluster_add(&self.shared) {
+                jobs.push(add.await?);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Enters and sends jobs of this node's stores, checked already, all or none.
+    async fn add_local(&self, prepared: Vec<PreparedAdd>) -> Result<Vec<Job>> {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
@@ -877,6 +1055,7 @@ impl Scheduler {
                     job,
                     store,
                     replace_existing,
+                    ..
                 } = prepared;
                 let Some((key, replaces)) = index.enter(job.id.clone(), store, replace_existing)
                 else {
@@ -953,6 +1132,42 @@ impl Scheduler {
             Some(id) => JobId::new(&id),
             None => JobId::random(),
         };
+        #[cfg(feature = "postgres")]
+        let cluster = match &add.store {
+            Some(name) => self.cluster_named(name).cloned(),
+            None => self
+                .shared
+                .clusters
+                .iter()
+                .find(|node| node.is_default)
+                .cloned(),
+        };
+        #[cfg(feature = "postgres")]
+        if let Some(node) = cluster {
+            if add.task.registered().is_none() {
+                return Err(Error::NotDurable {
+                    store: node.name.to_string(),
+                });
+            }
+            // A cluster job's next run is its trigger's: jitter is drawn when it is due.
+            let next = (!add.paused).then(|| NextRun::new(first, first));
+            let entry = Entry::new(
+                id,
+                add.name.map(Arc::from),
+                add.task,
+                trigger,
+                add.options,
+                next,
+            );
+            let job = entry.snapshot(self.shared.timezone, &node.name);
+            return Ok(PreparedAdd {
+                entry,
+                job,
+                store: 0,
+                replace_existing: add.replace_existing,
+                cluster: Some(node),
+            });
+        }
         let store = match &add.store {
             Some(name) => self
                 .shared
@@ -978,6 +1193,8 @@ impl Scheduler {
             job,
             store,
             replace_existing: add.replace_existing,
+            #[cfg(feature = "postgres")]
+            cluster: None,
         })
     }
 
@@ -996,6 +1213,7 @@ impl Scheduler {
             job,
             store,
             replace_existing,
+            ..
         } = prepared;
         let mut index = self.shared.index();
         let Some((key, replaces)) = index.enter(job.id.clone(), store, replace_existing) else {
@@ -1017,6 +1235,14 @@ impl Scheduler {
     }
 
     async fn change(&self, id: &str, change: JobChange) -> Result<Option<Job>> {
+        #[cfg(feature = "postgres")]
+        if let Some(node) = self.cluster_of(id).await? {
+            self.ensure_open()?;
+            return node
+                .change(&self.shared, id, change)
+                .await?
+                .ok_or_else(|| Error::JobNotFound(id.to_string()));
+        }
         self.request_job(id, |key, reply| Command::Change { key, change, reply })
             .await?
     }
@@ -1118,6 +1344,14 @@ impl AddJob<'_> {
         self
     }
 
+    /// In a [cluster](crate::cluster), run a run again on another node when its node dies
+    /// during it (at least once), instead of reporting it abandoned (at most once, the
+    /// default).
+    pub fn retry_abandoned(mut self, retry: bool) -> Self {
+        self.options.retry_abandoned = retry;
+        self
+    }
+
     /// Replace a job with the same id instead of failing with [`Error::ConflictingId`].
     pub fn replace_existing(mut self, replace: bool) -> Self {
         self.replace_existing = replace;
@@ -1182,7 +1416,33 @@ struct PreparedAdd {
     job: Job,
     store: StoreIndex,
     replace_existing: bool,
+    /// Set for a cluster job: it is written to the cluster's database, not sent to the core.
+    #[cfg(feature = "postgres")]
+    cluster: Option<Arc<crate::cluster::Node>>,
 }
+
+impl PreparedAdd {
+    /// For a cluster job, the future that writes it.
+    #[cfg(feature = "postgres")]
+    fn into_cluster_add(
+        self,
+        shared: &Arc<Shared>,
+    ) -> std::result::Result<ClusterAdd, PreparedAdd> {
+        let Some(node) = self.cluster.clone() else {
+            return Err(self);
+        };
+        let shared = Arc::clone(shared);
+        Ok(Box::pin(async move {
+            if shared.index().key_of(self.job.id.as_str()).is_some() {
+                return Err(Error::ConflictingId(self.job.id.to_string()));
+            }
+            node.add(&shared, self.entry, self.replace_existing).await
+        }))
+    }
+}
+
+#[cfg(feature = "postgres")]
+type ClusterAdd = Pin<Box<dyn Future<Output = Result<Job>> + Send>>;
 
 /// The future of an [`AddJob`]: resolves to the added [`Job`].
 ///
@@ -1203,6 +1463,9 @@ enum Adding<'a> {
     WaitingForRoom(PreparedAdd, Pin<Box<Reserve<'a>>>),
     /// A durable job, sent: waiting for its store to write it.
     WaitingForWrite(Job, oneshot::Receiver<Result<()>>),
+    /// A cluster job, being written to the cluster's database.
+    #[cfg(feature = "postgres")]
+    Cluster(ClusterAdd),
     Done,
 }
 
@@ -1223,6 +1486,14 @@ impl Future for AddJobFuture<'_> {
                     let prepared = match scheduler.prepare_add(add) {
                         Ok(prepared) => prepared,
                         Err(error) => return Poll::Ready(Err(error)),
+                    };
+                    #[cfg(feature = "postgres")]
+                    let prepared = match prepared.into_cluster_add(&scheduler.shared) {
+                        Ok(add) => {
+                            this.state = Adding::Cluster(add);
+                            continue;
+                        }
+                        Err(prepared) => prepared,
                     };
                     match scheduler.tx.try_reserve() {
                         Ok(permit) => (permit, prepared),
@@ -1255,6 +1526,16 @@ impl Future for AddJobFuture<'_> {
                         }
                     };
                 }
+                #[cfg(feature = "postgres")]
+                Adding::Cluster(mut add) => {
+                    return match add.as_mut().poll(cx) {
+                        Poll::Ready(result) => Poll::Ready(result),
+                        Poll::Pending => {
+                            this.state = Adding::Cluster(add);
+                            Poll::Pending
+                        }
+                    };
+                }
                 Adding::Done => panic!("`AddJobFuture` polled after it completed"),
             };
             let (permit, prepared) = permit;
@@ -1273,6 +1554,8 @@ impl std::fmt::Debug for AddJobFuture<'_> {
             Adding::Start(_) => "not started",
             Adding::WaitingForRoom(..) => "waiting for room in the core's channel",
             Adding::WaitingForWrite(..) => "waiting for its store to write it",
+            #[cfg(feature = "postgres")]
+            Adding::Cluster(..) => "being written to its cluster",
             Adding::Done => "done",
         };
         f.debug_struct("AddJobFuture")

@@ -81,6 +81,9 @@ pub(crate) enum Command {
         change: JobChange,
         reply: oneshot::Sender<Result<Option<Job>>>,
     },
+    /// A run a cluster node claimed, to start.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    ClusterRun(Box<super::run::ClusterRun>),
 }
 
 /// A change a caller asks of one job, answered with the job's new snapshot (`None`: the job
@@ -103,7 +106,7 @@ pub(crate) struct Modification {
 }
 
 impl Modification {
-    fn applied_to(&self, mut options: JobOptions) -> JobOptions {
+    pub(crate) fn applied_to(&self, mut options: JobOptions) -> JobOptions {
         if let Some(grace) = self.misfire_grace_time {
             options = options.misfire_grace_time(grace);
         }
@@ -175,6 +178,10 @@ impl Core {
                 }
             },
             Command::RemoveAll { reply } => self.remove_all(reply),
+            Command::ClusterRun(run) => {
+                self.start_cluster_run(*run);
+                self.spawn_ready();
+            }
             Command::Synced { store, reply } => {
                 self.flush_writes();
                 match self.writers.get(usize::from(store)) {
@@ -357,6 +364,7 @@ pub(super) fn reject(command: Command) {
         Command::RemoveAll { reply } | Command::AddMany { reply, .. } => {
             let _ = reply.send(Err(Error::Shutdown));
         }
+        Command::ClusterRun(run) => run.hand_back(),
         // Dropping the reply sender makes the caller see `Error::Shutdown`.
         Command::Add { .. }
         | Command::Remove { .. }

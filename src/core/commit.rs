@@ -170,7 +170,7 @@ impl Core {
 
 /// The row a durable store keeps for a job; `None` for a job whose task is not a registered
 /// one (it cannot be in a durable store).
-pub(super) fn stored(entry: &Entry) -> Option<StoredJob> {
+pub(crate) fn stored(entry: &Entry) -> Option<StoredJob> {
     let (task, args) = entry.task.registered()?;
     Some(StoredJob {
         id: entry.id.to_string(),

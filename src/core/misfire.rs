@@ -11,15 +11,15 @@ use crate::Result;
 
 /// What to do with a job whose next run is due.
 #[derive(Debug, PartialEq)]
-pub(super) struct Decision {
+pub(crate) struct Decision {
     /// Start a run standing for this fire time.
-    pub(super) run: Option<DateTime<Utc>>,
+    pub(crate) run: Option<DateTime<Utc>>,
     /// Report this fire time, the first of a stretch, as missed.
-    pub(super) missed: Option<DateTime<Utc>>,
+    pub(crate) missed: Option<DateTime<Utc>>,
     /// After the run, run the later missed fire times up to this instant, one after another.
-    pub(super) catch_up_until: Option<DateTime<Utc>>,
+    pub(crate) catch_up_until: Option<DateTime<Utc>>,
     /// The next regular fire time to schedule (`Ok(None)`: the trigger is finished).
-    pub(super) next: Result<Option<DateTime<Utc>>>,
+    pub(crate) next: Result<Option<DateTime<Utc>>>,
 }
 
 /// The misfire rules:
@@ -33,7 +33,7 @@ pub(super) struct Decision {
 ///   APScheduler 3 runs them in one submission).
 ///
 /// However far behind, this costs about a hundred trigger calls at most.
-pub(super) fn decide(
+pub(crate) fn decide(
     trigger: &Trigger,
     due: NextRun,
     options: Admission,

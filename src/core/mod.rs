@@ -39,8 +39,16 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 
 pub(crate) use command::{Command, JobChange, Modification, ShutdownReply};
+#[cfg(feature = "postgres")]
+pub(crate) use commit::stored;
+#[cfg(feature = "postgres")]
+pub(crate) use misfire::decide;
 pub(crate) use run::{in_run_of, Launch, RunEnv};
+#[cfg(feature = "postgres")]
+pub(crate) use run::{ClusterRun, ClusterRunDone};
 pub(crate) use store::{entry_from_row, StoreInfo};
+#[cfg(feature = "postgres")]
+pub(crate) use table::Admission;
 pub(crate) use table::{Entry, Index, Key, NextRun, StoreIndex};
 
 use self::command::reject;
@@ -94,6 +102,12 @@ pub(crate) struct Shared {
     pub(crate) default_store: Option<StoreIndex>,
     /// The tasks durable (and imported) jobs name.
     pub(crate) tasks: TaskRegistry,
+    /// Cancelled when a shutdown stops waiting for runs: every run's token is this one or a
+    /// child of it.
+    pub(crate) runs_cancel: tokio_util::sync::CancellationToken,
+    /// The clusters this scheduler is a node of, by store name.
+    #[cfg(feature = "postgres")]
+    pub(crate) clusters: Vec<Arc<crate::cluster::Node>>,
 }
 
 impl Shared {
@@ -105,11 +119,15 @@ impl Shared {
         stores: Vec<StoreInfo>,
         default_store: Option<StoreIndex>,
         tasks: TaskRegistry,
+        #[cfg(feature = "postgres")] clusters: Vec<Arc<crate::cluster::Node>>,
     ) -> Shared {
         Shared {
             stores,
             default_store,
             tasks,
+            runs_cancel: tokio_util::sync::CancellationToken::new(),
+            #[cfg(feature = "postgres")]
+            clusters,
             clock,
             events: broadcast::channel(event_capacity).0,
             subscribers: Arc::new(AtomicUsize::new(0)),
@@ -170,7 +188,7 @@ impl Shared {
 
     /// Sends an event, built only if someone subscribes: at a million runs, events nobody
     /// reads would cost the core a lock and an allocation each.
-    fn emit(&self, event: impl FnOnce() -> Event) {
+    pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
         if self.subscribers.load(Ordering::Relaxed) > 0 {
             // A subscriber that left since is not an error.
             let _ = self.events.send(event());
@@ -533,7 +551,10 @@ impl Core {
                 );
                 record.started_at = Some(run.started_at);
                 record.finished_at = Some(now);
-                self.record_run(run.key, &run.id, record);
+                // A cluster run's node marks its row abandoned when it leaves.
+                if let Some(key) = run.key {
+                    self.record_run(key, &run.id, record);
+                }
                 AbandonedRun {
                     job_id: run.id,
                     scheduled_run_time: run.scheduled,

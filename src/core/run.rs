@@ -23,7 +23,7 @@ use super::command::Command;
 use super::misfire::next_catch_up;
 use super::table::Key;
 use super::{Core, Shared};
-use crate::job::{JobContext, Name, RunResult};
+use crate::job::{Claim, JobContext, Name, RunResult};
 use crate::store::{RunRecord, RunState};
 use crate::trigger::Trigger;
 use crate::{Event, JobId, Scheduler};
@@ -37,7 +37,8 @@ pub(super) struct RunDone {
 
 /// A run under way, as the core tracks it from its start to the report of its end.
 pub(super) struct Running {
-    pub(super) key: Key,
+    /// The job's key in the table; `None` for a cluster run (its job lives in the database).
+    pub(super) key: Option<Key>,
     pub(super) id: JobId,
     pub(super) scheduled: DateTime<Utc>,
     /// When it started, by the scheduler's clock.
@@ -45,6 +46,55 @@ pub(super) struct Running {
     /// Set for a run of a catch-up without coalescing: the later missed fire times it is to be
     /// followed by, one after another.
     catch_up: Option<Box<CatchUp>>,
+    /// Set for a run a cluster node claimed: where its end is reported.
+    cluster: Option<Box<ClusterTicket>>,
+}
+
+/// A cluster run's way back to its node.
+pub(super) struct ClusterTicket {
+    run_id: i64,
+    fence: u64,
+    done: mpsc::UnboundedSender<ClusterRunDone>,
+}
+
+/// A run a cluster node claimed, for the core to start like any run.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct ClusterRun {
+    /// The run's row.
+    pub(crate) run_id: i64,
+    pub(crate) fence: u64,
+    pub(crate) id: JobId,
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) task: crate::Task,
+    pub(crate) scheduled: DateTime<Utc>,
+    /// Cancelled when the node loses its lease.
+    pub(crate) token: CancellationToken,
+    pub(crate) node: Arc<str>,
+    pub(crate) done: mpsc::UnboundedSender<ClusterRunDone>,
+}
+
+impl ClusterRun {
+    /// Tells the node that the run did not start, so it hands the claim back.
+    pub(super) fn hand_back(self) {
+        let _ = self.done.send(ClusterRunDone {
+            run_id: self.run_id,
+            fence: self.fence,
+            id: self.id,
+            scheduled: self.scheduled,
+            result: None,
+        });
+    }
+}
+
+/// A cluster run's end (or that it never started), as the core reports it to its node.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct ClusterRunDone {
+    pub(crate) run_id: i64,
+    pub(crate) fence: u64,
+    pub(crate) id: JobId,
+    pub(crate) scheduled: DateTime<Utc>,
+    /// `None`: the run did not start (the scheduler is stopping), so the node hands it back.
+    pub(crate) result: Option<RunResult>,
 }
 
 /// Missed fire times of one job, run one after another (APScheduler 3 runs them in one
@@ -95,12 +145,13 @@ impl Runs {
         self.len == 0
     }
 
-    /// The runs of job `id` under way, as history records.
+    /// The runs of job `id` under way, as history records (memory-store jobs only: a cluster
+    /// run's row is in its database).
     pub(super) fn running_of<'a>(&'a self, id: &'a JobId) -> impl Iterator<Item = RunRecord> + 'a {
         self.slots
             .iter()
             .flatten()
-            .filter(move |r| r.id == *id)
+            .filter(move |r| r.id == *id && r.cluster.is_none())
             .map(|r| {
                 let mut record = RunRecord::new(&r.id, r.scheduled, RunState::Running);
                 record.started_at = Some(r.started_at);
@@ -157,9 +208,9 @@ impl RunEnv {
     ) -> (Arc<RunEnv>, mpsc::UnboundedReceiver<RunDone>) {
         let (done, reports) = mpsc::unbounded_channel();
         let env = RunEnv {
+            cancel: shared.runs_cancel.clone(),
             shared,
             weak_tx,
-            cancel: CancellationToken::new(),
             blocking_permits: Arc::new(Semaphore::new(max_blocking_jobs)),
             done,
             failure_level,
@@ -223,6 +274,8 @@ pub(crate) struct Launch<'a> {
     sink: &'a mut Vec<RunTask>,
     /// The job's name if one was given (tasks know their default name).
     name: Option<Arc<str>>,
+    /// Set for a cluster run.
+    claim: Option<Arc<Claim>>,
 }
 
 const CANCELLED: &str = "cancelled: the scheduler shut down before the run ended";
@@ -243,6 +296,7 @@ impl Launch<'_> {
             name,
             self.scheduled,
             Arc::clone(&self.completion.env),
+            self.claim.clone(),
         )
     }
 
@@ -257,16 +311,18 @@ impl Launch<'_> {
             mut completion,
             span,
             sink,
+            claim,
             ..
         } = self;
         let scheduler = Arc::as_ptr(&completion.env.shared) as usize;
         let task = async move {
             let env = Arc::clone(&completion.env);
             let cancelled = async {
-                if cancellable {
-                    env.cancel.cancelled().await;
-                } else {
-                    std::future::pending::<()>().await;
+                match (cancellable, &claim) {
+                    // A claim's token is a child of the scheduler's: cancelled by either.
+                    (true, Some(claim)) => claim.token.cancelled().await,
+                    (true, None) => env.cancel.cancelled().await,
+                    (false, _) => std::future::pending::<()>().await,
                 }
             };
             let result = tokio::select! {
@@ -404,11 +460,12 @@ impl Core {
         *running += 1;
         let started_at = self.shared.now();
         let run = self.runs.insert(Running {
-            key,
+            key: Some(key),
             id: entry.id.clone(),
             scheduled,
             started_at,
             catch_up,
+            cluster: None,
         });
         self.shared
             .running
@@ -442,8 +499,86 @@ impl Core {
             span,
             name: entry.name.clone(),
             sink: &mut self.ready,
+            claim: None,
         };
         entry.task.start(launch);
+    }
+
+    /// Starts a run a cluster node claimed. Its job is not in the table: the node admitted it
+    /// (`max_instances` is counted cluster-wide, from the database), and its end goes back to
+    /// the node, which writes it. A stopping scheduler does not start it: the node hands it
+    /// back for another node to take.
+    pub(super) fn start_cluster_run(&mut self, run: ClusterRun) {
+        let ClusterRun {
+            run_id,
+            fence,
+            id,
+            name,
+            task,
+            scheduled,
+            token,
+            node,
+            done,
+        } = run;
+        if !self.lifecycle.runs_jobs() {
+            ClusterRun {
+                run_id,
+                fence,
+                id,
+                name,
+                task,
+                scheduled,
+                token,
+                node,
+                done,
+            }
+            .hand_back();
+            return;
+        }
+        let slot = self.runs.insert(Running {
+            key: None,
+            id: id.clone(),
+            scheduled,
+            started_at: self.shared.now(),
+            catch_up: None,
+            cluster: Some(Box::new(ClusterTicket {
+                run_id,
+                fence,
+                done,
+            })),
+        });
+        self.shared
+            .running
+            .store(self.runs.len(), Ordering::Relaxed);
+        let job_name = name.as_deref().or(task.name()).unwrap_or(id.as_str());
+        let span = tracing::info_span!(
+            "apsched.job",
+            job.id = %id,
+            job.name = job_name,
+            scheduled = %scheduled,
+            fence,
+            outcome = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        self.shared.emit(|| Event::JobSubmitted {
+            job_id: id.clone(),
+            scheduled_run_time: scheduled,
+        });
+        let launch = Launch {
+            completion: Completion {
+                env: Arc::clone(&self.env),
+                run: slot,
+                started: Instant::now(),
+                result: None,
+            },
+            id,
+            scheduled,
+            span,
+            name,
+            sink: &mut self.ready,
+            claim: Some(Arc::new(Claim { fence, token, node })),
+        };
+        task.into_body().start(launch);
     }
 
     pub(super) fn finished(&mut self, done: RunDone) {
@@ -454,16 +589,23 @@ impl Core {
         self.shared
             .running
             .store(self.runs.len(), Ordering::Relaxed);
-        if let Some((_, count)) = self.jobs.get_with_running(running.key) {
-            *count = count.saturating_sub(1);
-        }
         let Running {
             key,
             id,
             scheduled,
             started_at,
             catch_up,
+            cluster,
         } = running;
+        let Some(key) = key else {
+            if let Some(ticket) = cluster {
+                self.cluster_run_finished(*ticket, id, scheduled, done);
+            }
+            return;
+        };
+        if let Some((_, count)) = self.jobs.get_with_running(key) {
+            *count = count.saturating_sub(1);
+        }
         if let Some(catch_up) = catch_up {
             self.go_on_catching_up(key, &id, scheduled, catch_up);
         }
@@ -489,6 +631,38 @@ impl Core {
                 duration: done.duration,
                 message,
             },
+        });
+    }
+
+    /// A cluster run's end goes to its node, which writes it if the run is still its own.
+    fn cluster_run_finished(
+        &mut self,
+        ticket: ClusterTicket,
+        id: JobId,
+        scheduled: DateTime<Utc>,
+        done: RunDone,
+    ) {
+        let event = match &done.result {
+            Ok(_) => Event::JobExecuted {
+                job_id: id.clone(),
+                scheduled_run_time: scheduled,
+                duration: done.duration,
+            },
+            Err(message) => Event::JobError {
+                job_id: id.clone(),
+                scheduled_run_time: scheduled,
+                duration: done.duration,
+                message: message.clone(),
+            },
+        };
+        self.shared.emit(|| event);
+        // A node that has stopped listening has left the cluster: its row will be reaped.
+        let _ = ticket.done.send(ClusterRunDone {
+            run_id: ticket.run_id,
+            fence: ticket.fence,
+            id,
+            scheduled,
+            result: Some(done.result),
         });
     }
 

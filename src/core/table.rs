@@ -186,6 +186,7 @@ pub(crate) struct Admission {
     grace_ms: u64,
     pub(crate) max_instances: u32,
     pub(crate) coalesce: bool,
+    retry_abandoned: bool,
 }
 
 impl Admission {
@@ -213,6 +214,7 @@ impl From<JobOptions> for Admission {
             grace_ms: 0,
             max_instances: options.max_instances,
             coalesce: options.coalesce,
+            retry_abandoned: options.retry_abandoned,
         };
         admission.set_grace(options.misfire_grace_time);
         admission
@@ -230,6 +232,7 @@ impl From<Admission> for JobOptions {
             .misfire_grace_time(grace)
             .coalesce(admission.coalesce)
             .max_instances(admission.max_instances)
+            .retry_abandoned(admission.retry_abandoned)
     }
 }
 

@@ -17,9 +17,9 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "postgres")]
-mod postgres;
+pub(crate) mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod sql;
+pub(crate) mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -38,8 +38,9 @@ pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 /// ([`Error::StoreSchema`](crate::Error::StoreSchema)); an older one is migrated when the store
 /// opens.
 ///
-/// Version 1 is the jobs table; version 2 adds the run history.
-pub const SCHEMA_VERSION: i64 = 2;
+/// Version 1 is the jobs table; version 2 adds the run history; version 3 the node that ran
+/// each run, and (PostgreSQL) what cluster mode needs: claims, fences and node leases.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A job as a store keeps it: everything needed to rebuild it in a new process.
 ///
@@ -82,6 +83,8 @@ pub struct UnreadableRow {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RunState {
+    /// Due, waiting for a node to claim it (cluster mode only).
+    Pending,
     /// Started, not yet ended.
     Running,
     /// Ended without error.
@@ -100,6 +103,7 @@ impl RunState {
     /// The state's name as stored (`running`, `succeeded`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
+            RunState::Pending => "pending",
             RunState::Running => "running",
             RunState::Succeeded => "succeeded",
             RunState::Failed => "failed",
@@ -112,6 +116,7 @@ impl RunState {
     /// The state named `name`, as [`as_str`](Self::as_str) writes it.
     pub fn parse(name: &str) -> Option<RunState> {
         Some(match name {
+            "pending" => RunState::Pending,
             "running" => RunState::Running,
             "succeeded" => RunState::Succeeded,
             "failed" => RunState::Failed,
@@ -122,9 +127,9 @@ impl RunState {
         })
     }
 
-    /// Whether the run has ended (every state but `Running`).
+    /// Whether the run has ended (every state but `Pending` and `Running`).
     pub fn is_final(self) -> bool {
-        self != RunState::Running
+        !matches!(self, RunState::Pending | RunState::Running)
     }
 }
 
@@ -146,6 +151,8 @@ pub struct RunRecord {
     pub result: Option<serde_json::Value>,
     /// The error's message (with its causes), for a failed run.
     pub error: Option<String>,
+    /// The cluster node that ran it (cluster mode only; `None` elsewhere).
+    pub node: Option<String>,
 }
 
 impl RunRecord {
@@ -159,6 +166,7 @@ impl RunRecord {
             finished_at: None,
             result: None,
             error: None,
+            node: None,
         }
     }
 

@@ -66,6 +66,27 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     );
     CREATE INDEX "{prefix}runs_fire_time" ON "{schema}"."{prefix}runs" (fire_time);
     "#,
+    // 3: cluster mode. A run row is materialized `pending` (due at `due_at`, its fire time
+    // plus jitter), claimed by a node (`owner`, `fence` counted up on every claim) and ended
+    // by that node only while its fence still matches. A job whose trigger has no fire time
+    // left is `finished` until its last run is claimed. `nodes` is a logged table: an UNLOGGED
+    // one would be emptied by crash recovery and orphan every live run.
+    r#"
+    ALTER TABLE "{schema}"."{prefix}runs" ADD COLUMN owner text,
+        ADD COLUMN fence bigint NOT NULL DEFAULT 0, ADD COLUMN due_at timestamptz;
+    CREATE INDEX "{prefix}runs_pending" ON "{schema}"."{prefix}runs" (due_at)
+        WHERE state = 'pending';
+    CREATE INDEX "{prefix}runs_running" ON "{schema}"."{prefix}runs" (job_id)
+        WHERE state = 'running';
+    ALTER TABLE "{schema}"."{prefix}jobs" ADD COLUMN finished boolean NOT NULL DEFAULT false;
+    CREATE TABLE "{schema}"."{prefix}nodes" (
+        id text PRIMARY KEY,
+        lease_until timestamptz NOT NULL,
+        started_at timestamptz NOT NULL DEFAULT now(),
+        renewed_at timestamptz NOT NULL DEFAULT now(),
+        running integer NOT NULL DEFAULT 0
+    );
+    "#,
 ];
 
 /// A [`JobStore`] in PostgreSQL (12 or newer).
@@ -214,6 +235,19 @@ impl PostgresStore {
     /// ```
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// A table's name as SQL takes it, schema and prefix included (`"apsched"."p_jobs"`): for
+    /// cluster mode's statements.
+    pub(crate) fn table(&self, name: &str) -> String {
+        format!("\"{}\".\"{}{name}\"", self.inner.schema, self.inner.prefix)
+    }
+
+    /// The channel cluster nodes on this store notify each other on: one per schema and
+    /// prefix, within PostgreSQL's 63 bytes whatever their length.
+    pub(crate) fn channel(&self) -> String {
+        let key = lock_key(&self.inner.schema, &self.inner.prefix);
+        format!("apsched_{:016x}", u64::from_ne_bytes(key.to_ne_bytes()))
     }
 
     async fn connect_with(options: PostgresStoreOptions) -> crate::Result<PostgresStore> {
@@ -732,7 +766,7 @@ fn has_nul(text: &str) -> bool {
 }
 
 /// Whether a string or key anywhere in `value` holds a NUL (`jsonb` refuses `\u0000`).
-fn json_has_nul(value: &serde_json::Value) -> bool {
+pub(crate) fn json_has_nul(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::String(text) => has_nul(text),
         serde_json::Value::Array(items) => items.iter().any(json_has_nul),
@@ -744,7 +778,7 @@ fn json_has_nul(value: &serde_json::Value) -> bool {
 }
 
 /// A time as PostgreSQL keeps it: to the microsecond, truncated as SQLite's store does.
-fn truncated(time: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn truncated(time: DateTime<Utc>) -> DateTime<Utc> {
     time.trunc_subsecs(6)
 }
 
@@ -777,7 +811,7 @@ impl Sql {
             ),
             version: format!("SELECT MAX(version) FROM {versions}"),
             version_insert: format!("INSERT INTO {versions} (version) VALUES ($1)"),
-            load: format!("SELECT {} FROM {jobs}", sql::JOB_COLUMNS),
+            load: format!("SELECT {} FROM {jobs} WHERE NOT finished", sql::JOB_COLUMNS),
             put: format!(
                 "INSERT INTO {jobs} (id, name, task, args, trigger, options, next_run_time) \
                  SELECT id, name, task, args::jsonb, trigger::jsonb, options::jsonb, next_run_time \
@@ -810,11 +844,16 @@ impl Sql {
             ),
             prune: format!(
                 "DELETE FROM {runs} WHERE id IN (SELECT id FROM {runs} \
-                 WHERE fire_time < $1 AND state <> 'running' ORDER BY fire_time LIMIT $2)"
+                 WHERE fire_time < $1 AND state NOT IN ('running', 'pending') ORDER BY fire_time LIMIT $2)"
             ),
             version_table_name,
         }
     }
+}
+
+/// A row of [`sql::JOB_COLUMNS`] as a job (for cluster mode's reads).
+pub(crate) fn read_job(row: &PgRow) -> Result<StoredJob, UnreadableRow> {
+    sql::read_job(&Cols(row))
 }
 
 /// A PostgreSQL row's columns, decoded.

@@ -162,7 +162,7 @@ pub(crate) const JOB_COLUMNS: &str = "id, name, task, args, trigger, options, ne
 
 /// The columns a run is read from, in this order.
 pub(crate) const RUN_COLUMNS: &str =
-    "job_id, fire_time, state, started_at, finished_at, result, error";
+    "job_id, fire_time, state, started_at, finished_at, result, error, owner";
 
 /// One row as a backend decodes its columns; `Ok(None)` is SQL NULL, `Err` says why a value
 /// cannot be read.
@@ -226,6 +226,7 @@ pub(crate) fn read_run(row: &impl Columns) -> Result<RunRecord, String> {
     run.finished_at = row.time(4).map_err(|e| at("finished_at", e))?;
     run.result = row.json(5).map_err(|e| at("result", e))?;
     run.error = row.text(6).map_err(|e| at("error", e))?;
+    run.node = row.text(7).map_err(|e| at("owner", e))?;
     Ok(run)
 }
 

@@ -78,6 +78,10 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     ) STRICT;
     CREATE INDEX "{prefix}runs_fire_time" ON "{prefix}runs" (fire_time);
     "#,
+    // 3: the node that ran a run (PostgreSQL's cluster mode writes it; here it stays NULL).
+    r#"
+    ALTER TABLE "{prefix}runs" ADD COLUMN owner TEXT;
+    "#,
 ];
 
 /// A [`JobStore`] in an SQLite database: a file, or memory (for tests and demos).
@@ -751,7 +755,7 @@ impl Sql {
             ),
             prune: format!(
                 "DELETE FROM {runs} WHERE id IN (SELECT id FROM {runs} \
-                 WHERE fire_time < ? AND state <> 'running' ORDER BY fire_time LIMIT ?)"
+                 WHERE fire_time < ? AND state NOT IN ('running', 'pending') ORDER BY fire_time LIMIT ?)"
             ),
         }
     }
