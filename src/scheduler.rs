@@ -947,10 +947,15 @@ impl Scheduler {
             operation: "import",
             source: Cause::new(reason),
         };
-        let index = self
-            .shared
-            .store_named(store)
-            .ok_or_else(|| Error::UnknownStore(store.to_string()))?;
+        #[cfg(feature = "postgres")]
+        let cluster = self.cluster_named(store).cloned();
+        #[cfg(not(feature = "postgres"))]
+        let cluster: Option<()> = None;
+        let index = match (self.shared.store_named(store), &cluster) {
+            (Some(index), _) => index,
+            (None, Some(_)) => 0,
+            (None, None) => return Err(Error::UnknownStore(store.to_string())),
+        };
         let export: Export = serde_json::from_reader(reader)
             .map_err(|e| failed(format!("not an apsched export: {e}")))?;
         if export.format != EXPORT_FORMAT || export.version != EXPORT_VERSION {
@@ -959,25 +964,31 @@ impl Scheduler {
                 export.format, export.version
             )));
         }
-        let info = self.shared.store(index);
+        let name = Arc::from(store);
         let mut report = ImportReport::default();
         let mut prepared = Vec::with_capacity(export.jobs.len());
         for row in export.jobs {
             let id = row.id.clone();
-            if on_conflict == OnConflict::Skip && self.shared.index().key_of(&id).is_some() {
+            #[allow(unused_mut)]
+            let mut taken = self.shared.index().key_of(&id).is_some();
+            #[cfg(feature = "postgres")]
+            if let (Some(node), OnConflict::Skip, false) = (&cluster, on_conflict, taken) {
+                taken = node.get(&self.shared, &id).await?.is_some();
+            }
+            if on_conflict == OnConflict::Skip && taken {
                 report.skipped.push(id);
                 continue;
             }
             let entry = crate::core::entry_from_row(&self.shared, row)
                 .map_err(|reason| failed(format!("job '{id}': {reason}")))?;
-            let job = entry.snapshot(self.shared.timezone, &info.name);
+            let job = entry.snapshot(self.shared.timezone, &name);
             prepared.push(PreparedAdd {
                 entry,
                 job,
                 store: index,
                 replace_existing: on_conflict == OnConflict::Replace,
                 #[cfg(feature = "postgres")]
-                cluster: None,
+                cluster: cluster.clone(),
             });
         }
         report.imported = self.add_prepared(prepared).await?.len();

@@ -521,12 +521,45 @@ async fn job_calls_reach_the_whole_cluster_and_pause_is_per_node() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].node.as_deref(), Some("b"));
 
+    // A change dropped wherever a timeout finds it (inside its transaction, say) leaves no
+    // lock behind: the job can still be changed, at once, from another node.
+    for ms in [0, 0, 0, 1, 1, 2, 5] {
+        let _ = tokio::time::timeout(Duration::from_millis(ms), b.pause_job("shared-job")).await;
+        let _ = tokio::time::timeout(Duration::from_millis(ms), b.resume_job("shared-job")).await;
+    }
+    tokio::time::timeout(Duration::from_secs(5), a.resume_job("shared-job"))
+        .await
+        .expect("no dropped change holds the job's row")
+        .unwrap();
     a.remove_job("shared-job").await.unwrap();
     assert!(matches!(
         b.get_job("shared-job").await,
         Err(Error::JobNotFound(_))
     ));
     assert!(b.get_jobs().await.unwrap().is_empty());
+
+    // Export and import move a cluster's jobs like any store's.
+    a.add_job(record(&tasks), Interval::hours(2))
+        .id("moved")
+        .await
+        .unwrap();
+    let mut export = Vec::new();
+    assert_eq!(a.export_jobs("shared", &mut export).await.unwrap(), 1);
+    b.remove_all_jobs().await.unwrap();
+    let report = b
+        .import_jobs("shared", &export[..], apsched::OnConflict::Fail)
+        .await
+        .unwrap();
+    assert_eq!(report.imported, 1);
+    assert_eq!(a.get_job("moved").await.unwrap().store, "shared".into());
+    let again = a
+        .import_jobs("shared", &export[..], apsched::OnConflict::Skip)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.imported, again.skipped),
+        (0, vec!["moved".to_string()])
+    );
     shut_down(&[a, b]).await;
     db.drop_schema().await;
 }

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::Node;
 use crate::core::{entry_from_row, stored, Entry, JobChange, Shared};
-use crate::store::postgres::{json_has_nul, read_job, truncated};
+use crate::store::postgres::{json_has_nul, read_job, truncated, Tx};
 use crate::store::StoredJob;
 use crate::{Error, Event, Job, JobId, Result};
 
@@ -32,9 +32,7 @@ impl Node {
         refuse_nul(&row)?;
         let job = entry.snapshot(shared.timezone, &self.name);
         let now = shared.now();
-        let mut tx = self
-            .pool()
-            .begin()
+        let mut tx = Tx::begin(self.pool())
             .await
             .map_err(|e| self.error("add", e))?;
         let conflict = if replace {
@@ -57,14 +55,14 @@ impl Node {
         .bind(row.trigger.to_string())
         .bind(row.options.to_string())
         .bind(row.next_run_time.map(truncated))
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await
         .map_err(|e| self.error("add", e))?;
         if written.rows_affected() == 0 {
             return Err(Error::ConflictingId(row.id));
         }
         if replace {
-            self.drop_pending(&mut tx, &row.id).await?;
+            self.drop_pending(tx.conn(), &row.id).await?;
         }
         self.commit(tx, row.next_run_time, now, "add").await?;
         shared.emit(|| Event::JobAdded {
@@ -130,9 +128,7 @@ impl Node {
         change: JobChange,
     ) -> Result<Option<Option<Job>>> {
         let operation = "change job";
-        let mut tx = self
-            .pool()
-            .begin()
+        let mut tx = Tx::begin(self.pool())
             .await
             .map_err(|e| self.error(operation, e))?;
         let row = sqlx::query(&format!(
@@ -141,7 +137,7 @@ impl Node {
             self.sql.jobs
         ))
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn())
         .await
         .map_err(|e| self.error(operation, e))?;
         let Some(row) = row else { return Ok(None) };
@@ -181,7 +177,7 @@ impl Node {
                 ))
                 .bind(&id)
                 .bind(truncated(shared.now()))
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await
                 .map_err(|e| self.error(operation, e))?;
                 self.commit(tx, Some(now), now, operation).await?;
@@ -189,7 +185,7 @@ impl Node {
             }
         }
         let Some(next) = next else {
-            self.delete(&mut tx, &id).await?;
+            self.delete(tx.conn(), &id).await?;
             self.commit(tx, None, now, operation).await?;
             shared.emit(|| Event::JobRemoved {
                 job_id: JobId::new(&id),
@@ -209,11 +205,11 @@ impl Node {
         .bind(row.trigger.to_string())
         .bind(row.options.to_string())
         .bind(next.map(truncated))
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await
         .map_err(|e| self.error(operation, e))?;
         if drop_pending {
-            self.drop_pending(&mut tx, &id).await?;
+            self.drop_pending(tx.conn(), &id).await?;
         }
         self.commit(tx, next, now, operation).await?;
         let job = entry.snapshot(shared.timezone, &self.name);
@@ -225,12 +221,10 @@ impl Node {
 
     /// Removes the job `id`; whether the cluster had it.
     pub(crate) async fn remove(&self, shared: &Shared, id: &str) -> Result<bool> {
-        let mut tx = self
-            .pool()
-            .begin()
+        let mut tx = Tx::begin(self.pool())
             .await
             .map_err(|e| self.error("remove", e))?;
-        let removed = self.delete(&mut tx, id).await?;
+        let removed = self.delete(tx.conn(), id).await?;
         tx.commit().await.map_err(|e| self.error("remove", e))?;
         if removed {
             shared.emit(|| Event::JobRemoved {
@@ -242,9 +236,7 @@ impl Node {
 
     /// Removes every job of the cluster.
     pub(crate) async fn remove_all(&self) -> Result<()> {
-        let mut tx = self
-            .pool()
-            .begin()
+        let mut tx = Tx::begin(self.pool())
             .await
             .map_err(|e| self.error("remove all", e))?;
         for statement in [
@@ -252,7 +244,7 @@ impl Node {
             format!("DELETE FROM {}", self.sql.jobs),
         ] {
             sqlx::query(&statement)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await
                 .map_err(|e| self.error("remove all", e))?;
         }
@@ -288,7 +280,7 @@ impl Node {
     /// Commits a change, waking this node and (when it is due soon) the others.
     async fn commit(
         &self,
-        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        mut tx: Tx,
         due: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         operation: &'static str,

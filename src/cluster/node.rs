@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::{PgListener, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Cluster, NodeInfo};
 use crate::core::{decide, Admission, ClusterRun, ClusterRunDone, Command, NextRun, Shared};
-use crate::store::postgres::{json_has_nul, truncated};
+use crate::store::postgres::{json_has_nul, truncated, Tx};
 use crate::store::{PostgresStore, RunState};
 use crate::trigger::Trigger;
 use crate::{Error, Event, JobId, JobOptions};
@@ -175,14 +175,11 @@ impl Node {
     }
 
     /// Wakes the other nodes (a hint: they poll anyway), inside `tx` so it is sent on commit.
-    pub(crate) async fn notify_peers(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-    ) -> Result<(), sqlx::Error> {
+    pub(crate) async fn notify_peers(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
         if self.notify {
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(&self.sql.channel)
-                .execute(&mut **tx)
+                .execute(tx.conn())
                 .await?;
         }
         Ok(())
@@ -455,10 +452,10 @@ impl Node {
     /// Materializes one batch of due jobs, in one transaction; returns whether the batch was
     /// full (more may be due).
     async fn materialize(&self, shared: &Shared) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = Tx::begin(self.pool()).await?;
         let rows = sqlx::query(&self.sql.due_jobs)
             .bind(i64::try_from(self.batch).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?;
         if rows.is_empty() {
             tx.commit().await?;
@@ -473,14 +470,14 @@ impl Node {
             .bind(&plan.run_fire_times)
             .bind(&plan.run_due)
             .bind(&plan.run_states)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         sqlx::query(&self.sql.advance)
             .bind(&plan.next_ids)
             .bind(&plan.next_times)
             .bind(&plan.next_revisions)
             .bind(&plan.next_finished)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         if !plan.unreadable.is_empty() {
             sqlx::query(&self.sql.set_aside)
@@ -490,7 +487,7 @@ impl Node {
                         .map(|(id, _)| id.as_str())
                         .collect::<Vec<_>>(),
                 )
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         let now = rows
@@ -603,11 +600,11 @@ impl Node {
     ) -> Result<bool, sqlx::Error> {
         let limit = room.min(self.batch);
         let tasks: Vec<&str> = shared.tasks.names().collect();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = Tx::begin(self.pool()).await?;
         let rows = sqlx::query(&self.sql.pending)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .bind(&tasks)
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?;
         if rows.is_empty() {
             tx.commit().await?;
@@ -622,7 +619,7 @@ impl Node {
         job_ids.dedup();
         let counts: Vec<(String, i64)> = sqlx::query_as(&self.sql.running_counts)
             .bind(&job_ids)
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?;
         let mut running: std::collections::HashMap<String, i64> = counts.into_iter().collect();
         let (mut admitted, mut skipped, mut failed) = (Vec::new(), Vec::new(), Vec::new());
@@ -643,7 +640,7 @@ impl Node {
         let fences: Vec<(i64, i64)> = sqlx::query_as(&self.sql.claim)
             .bind(&self.id)
             .bind(admitted.iter().map(|(c, _)| c.run_id).collect::<Vec<_>>())
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?;
         if !skipped.is_empty() || !failed.is_empty() {
             let ids: Vec<i64> = skipped
@@ -665,7 +662,7 @@ impl Node {
                 .bind(&ids)
                 .bind(&states)
                 .bind(&errors)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         // Finished jobs whose last run this was go now.
@@ -680,7 +677,7 @@ impl Node {
         } else {
             sqlx::query_scalar(&self.sql.delete_finished)
                 .bind(&finished)
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await?
         };
         tx.commit().await?;
@@ -790,7 +787,7 @@ impl Node {
         }
         if handed_back {
             // Another node may take them at once.
-            let mut tx = self.pool().begin().await?;
+            let mut tx = Tx::begin(self.pool()).await?;
             self.notify_peers(&mut tx).await?;
             tx.commit().await?;
         }
@@ -801,14 +798,14 @@ impl Node {
     /// waiting for them) are reported abandoned, and the node's row is deleted.
     async fn leave(&self, shared: &Shared) {
         let left = async {
-            let mut tx = self.pool().begin().await?;
+            let mut tx = Tx::begin(self.pool()).await?;
             let abandoned: Vec<(String, DateTime<Utc>)> = sqlx::query_as(&self.sql.abandon_own)
                 .bind(&self.id)
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await?;
             sqlx::query(&self.sql.leave)
                 .bind(&self.id)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(abandoned)

@@ -392,12 +392,56 @@ impl PostgresStore {
             query_for(sql, step).execute(&self.inner.pool).await?;
             return Ok(());
         }
-        let mut tx = self.inner.pool.begin().await?;
+        let mut tx = Tx::begin(&self.inner.pool).await?;
         for step in &steps {
-            query_for(sql, step).execute(&mut *tx).await?;
+            query_for(sql, step).execute(tx.conn()).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// A transaction on a pooled connection that is closed, not returned to the pool, unless the
+/// transaction commits.
+///
+/// sqlx's own `Transaction` queues a `ROLLBACK` when dropped, but a future dropped between
+/// sending `BEGIN` and reading its answer leaves the server in a transaction that sqlx does
+/// not know of: the connection goes back to the pool, and the next statements on it run (and
+/// hold their locks) inside that transaction, never committed. Closing the connection makes
+/// the server roll back whatever was open.
+pub(crate) struct Tx {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+}
+
+impl Tx {
+    pub(crate) async fn begin(pool: &PgPool) -> Result<Tx, sqlx::Error> {
+        let mut tx = Tx {
+            conn: Some(pool.acquire().await?),
+        };
+        sqlx::query("BEGIN").execute(tx.conn()).await?;
+        Ok(tx)
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        // Only `commit` takes the connection, and it consumes the `Tx`.
+        self.conn
+            .as_deref_mut()
+            .expect("a Tx holds its connection until it commits")
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("COMMIT").execute(self.conn()).await?;
+        // Committed: the connection may serve others again.
+        drop(self.conn.take());
+        Ok(())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Some(conn) = &mut self.conn {
+            conn.close_on_drop();
+        }
     }
 }
 
