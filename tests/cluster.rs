@@ -277,6 +277,12 @@ async fn a_notification_wakes_a_sleeping_node_for_a_job_due_soon() {
         late < TimeDelta::milliseconds(200),
         "started {late} after its due time"
     );
+    // A one-shot job is gone once its run is claimed, as in a single process.
+    assert!(matches!(
+        sleeper.get_job("soon").await,
+        Err(Error::JobNotFound(_))
+    ));
+    assert_eq!(db.count("SELECT count(*) FROM {s}.jobs").await, 0);
     shut_down(&[sleeper, adder]).await;
     db.drop_schema().await;
 }

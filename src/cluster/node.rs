@@ -35,6 +35,9 @@ pub(crate) struct Node {
     /// The id again, shared with every run's context.
     node_name: Arc<str>,
     pub(crate) store: PostgresStore,
+    /// The node's own connections (the store's server and settings): their sessions end a
+    /// transaction left idle longer than the lease (a frozen node's), releasing its locks.
+    pool: sqlx::PgPool,
     pub(crate) sql: Statements,
     /// Whether jobs that name no store go here (`SchedulerBuilder::default_store`).
     pub(crate) is_default: bool,
@@ -70,7 +73,16 @@ impl Node {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let sql = Statements::new(&cluster.store);
         let id = cluster.resolved_node_id();
+        let idle_limit = format!("{}ms", cluster.lease.as_millis().max(1));
+        let connect = (*cluster.store.pool().connect_options())
+            .clone()
+            .options([("idle_in_transaction_session_timeout", idle_limit)]);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(6)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(connect);
         Node {
+            pool,
             is_default,
             invalid: cluster.validate(&id).err(),
             name,
@@ -118,7 +130,7 @@ impl Node {
     }
 
     pub(crate) fn pool(&self) -> &sqlx::PgPool {
-        self.store.pool()
+        &self.pool
     }
 
     pub(crate) fn error(&self, operation: &'static str, error: sqlx::Error) -> Error {
@@ -227,8 +239,10 @@ impl Node {
     /// node dead, and reaps the runs of nodes whose lease has expired.
     async fn keep_lease(self: Arc<Self>, shared: Arc<Shared>) {
         let mut left = self.left.subscribe();
+        let mut retry_at = Instant::now();
         loop {
-            let next = self.lease_state().renewed + self.renew_every();
+            // After a failed renewal, the next try waits a quarter of the renewal period.
+            let next = (self.lease_state().renewed + self.renew_every()).max(retry_at);
             tokio::select! {
                 () = tokio::time::sleep_until(next.max(Instant::now())) => {}
                 _ = left.wait_for(|left| *left) => return,
@@ -237,6 +251,7 @@ impl Node {
                 self.lose_lease(&shared);
             }
             let sent = Instant::now();
+            retry_at = sent + self.renew_every() / 4;
             let running = i32::try_from(self.in_flight.load(Ordering::Relaxed)).unwrap_or(i32::MAX);
             let renewal = sqlx::query(&self.sql.renew)
                 .bind(&self.id)
@@ -479,6 +494,23 @@ impl Node {
             .bind(&plan.next_finished)
             .execute(tx.conn())
             .await?;
+        // A finished job without a run to come goes now (one with a pending run goes when
+        // that run is claimed).
+        let finished: Vec<&str> = plan
+            .next_ids
+            .iter()
+            .zip(&plan.next_finished)
+            .filter(|(_, finished)| **finished)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let removed: Vec<String> = if finished.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(&self.sql.delete_finished)
+                .bind(&finished)
+                .fetch_all(tx.conn())
+                .await?
+        };
         if !plan.unreadable.is_empty() {
             sqlx::query(&self.sql.set_aside)
                 .bind(
@@ -504,6 +536,11 @@ impl Node {
             shared.emit(|| Event::JobMissed {
                 job_id: JobId::new(&job_id),
                 scheduled_run_time: fire_time,
+            });
+        }
+        for id in removed {
+            shared.emit(|| Event::JobRemoved {
+                job_id: JobId::new(&id),
             });
         }
         for (job_id, reason) in plan.unreadable {
@@ -668,9 +705,8 @@ impl Node {
         // Finished jobs whose last run this was go now.
         let finished: Vec<&str> = rows
             .iter()
-            .zip(0..)
-            .filter(|(row, _)| row.try_get::<bool, _>(8).unwrap_or(false))
-            .map(|(row, _)| row.try_get::<&str, _>(1).unwrap_or_default())
+            .filter(|row| row.try_get::<bool, _>(8).unwrap_or(false))
+            .filter_map(|row| row.try_get::<&str, _>(1).ok())
             .collect();
         let removed: Vec<String> = if finished.is_empty() {
             Vec::new()
