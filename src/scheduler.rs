@@ -292,7 +292,8 @@ impl SchedulerBuilder {
                 ))
             })
             .collect();
-        let shared = Arc::new(Shared::new(
+        #[allow(unused_mut)]
+        let mut shared = Shared::new(
             self.clock,
             self.event_capacity,
             self.timezone.unwrap_or_else(Zone::local),
@@ -300,9 +301,12 @@ impl SchedulerBuilder {
             stores,
             default_store,
             self.tasks,
-            #[cfg(feature = "postgres")]
-            clusters,
-        ));
+        );
+        #[cfg(feature = "postgres")]
+        {
+            shared.clusters = clusters;
+        }
+        let shared = Arc::new(shared);
         let tx = crate::core::spawn(
             Arc::clone(&shared),
             Settings {
@@ -1040,9 +1044,9 @@ impl Scheduler {
         #[allow(unused_mut)]
         let mut jobs = self.add_local(prepared).await?;
         #[cfg(feature = "postgres")]
-        for add in cluster {
-            if let Ok(add) = add.into_cluster_add(&self.shared) {
-                jobs.push(add.await?);
+        for mut add in cluster {
+            if let Some(node) = add.cluster.take() {
+                jobs.push(add.into_cluster_add(node, &self.shared).await?);
             }
         }
         Ok(jobs)
@@ -1433,22 +1437,16 @@ struct PreparedAdd {
 }
 
 impl PreparedAdd {
-    /// For a cluster job, the future that writes it.
+    /// The future that writes a cluster job to `node`'s database.
     #[cfg(feature = "postgres")]
-    fn into_cluster_add(
-        self,
-        shared: &Arc<Shared>,
-    ) -> std::result::Result<ClusterAdd, PreparedAdd> {
-        let Some(node) = self.cluster.clone() else {
-            return Err(self);
-        };
+    fn into_cluster_add(self, node: Arc<crate::cluster::Node>, shared: &Arc<Shared>) -> ClusterAdd {
         let shared = Arc::clone(shared);
-        Ok(Box::pin(async move {
+        Box::pin(async move {
             if shared.index().key_of(self.job.id.as_str()).is_some() {
                 return Err(Error::ConflictingId(self.job.id.to_string()));
             }
             node.add(&shared, self.entry, self.replace_existing).await
-        }))
+        })
     }
 }
 
@@ -1494,18 +1492,17 @@ impl Future for AddJobFuture<'_> {
         loop {
             let permit = match std::mem::replace(&mut this.state, Adding::Done) {
                 Adding::Start(add) => {
-                    let prepared = match scheduler.prepare_add(add) {
+                    #[allow(unused_mut)]
+                    let mut prepared = match scheduler.prepare_add(add) {
                         Ok(prepared) => prepared,
                         Err(error) => return Poll::Ready(Err(error)),
                     };
                     #[cfg(feature = "postgres")]
-                    let prepared = match prepared.into_cluster_add(&scheduler.shared) {
-                        Ok(add) => {
-                            this.state = Adding::Cluster(add);
-                            continue;
-                        }
-                        Err(prepared) => prepared,
-                    };
+                    if let Some(node) = prepared.cluster.take() {
+                        this.state =
+                            Adding::Cluster(prepared.into_cluster_add(node, &scheduler.shared));
+                        continue;
+                    }
                     match scheduler.tx.try_reserve() {
                         Ok(permit) => (permit, prepared),
                         Err(mpsc::error::TrySendError::Full(())) => {

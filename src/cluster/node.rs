@@ -868,11 +868,12 @@ impl Node {
 
     /// The live nodes.
     pub(crate) async fn nodes(&self) -> crate::Result<Vec<NodeInfo>> {
-        let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, i64)> =
-            sqlx::query_as(&self.sql.nodes)
-                .fetch_all(self.pool())
-                .await
-                .map_err(|e| self.error("read nodes", e))?;
+        // id, started_at, renewed_at, lease_until, running
+        type NodeRow = (String, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, i64);
+        let rows: Vec<NodeRow> = sqlx::query_as(&self.sql.nodes)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.error("read nodes", e))?;
         Ok(rows
             .into_iter()
             .map(

@@ -119,7 +119,6 @@ impl Shared {
         stores: Vec<StoreInfo>,
         default_store: Option<StoreIndex>,
         tasks: TaskRegistry,
-        #[cfg(feature = "postgres")] clusters: Vec<Arc<crate::cluster::Node>>,
     ) -> Shared {
         Shared {
             stores,
@@ -127,7 +126,7 @@ impl Shared {
             tasks,
             runs_cancel: tokio_util::sync::CancellationToken::new(),
             #[cfg(feature = "postgres")]
-            clusters,
+            clusters: Vec::new(),
             clock,
             events: broadcast::channel(event_capacity).0,
             subscribers: Arc::new(AtomicUsize::new(0)),
