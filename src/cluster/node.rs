@@ -368,6 +368,13 @@ impl Node {
         let mut ended: Vec<ClusterRunDone> = Vec::new();
         let mut failures = 0u32;
         loop {
+            // Whether the core has ended: its shutdown finished (its channel closed), every
+            // handle dropped, or it is gone. Not its published state: that reads `ShutDown` as
+            // soon as a shutdown begins, while the core still waits for the runs going. Read
+            // before draining the ends, so that once the core has ended, every end it sent is
+            // drained below.
+            let core_gone = shared.state() == crate::SchedulerState::Closed
+                || tx.upgrade().is_none_or(|core| core.is_closed());
             while let Ok(done) = done_rx.try_recv() {
                 ended.push(done);
             }
@@ -375,10 +382,6 @@ impl Node {
             if !ended.is_empty() {
                 outcome = self.complete(&shared, &mut ended).await.map(|()| false);
             }
-            let core_gone = matches!(
-                shared.state(),
-                crate::SchedulerState::ShutDown | crate::SchedulerState::Closed
-            );
             // A scheduler dropped without a shutdown stops its node too.
             let stopping = self.is_stopping() || core_gone;
             if stopping
