@@ -526,3 +526,43 @@ async fn a_frozen_node_is_fenced_off_and_rejoins() {
     db.drop_schema().await;
 }
 
+/// Runs start on time across processes, each node taking its turns. (A node that found
+/// something due which another node held in a transaction under way once slept its whole poll
+/// interval; when every node did, runs waited for the next wakeup, here another run's end
+/// about 300 ms later, and with `max_instances = 1` the next fire times were skipped.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_start_on_time_across_processes() {
+    let Some(db) = db().await else { return };
+    // A long lease: its renewals (every 2 s) wake no node in time for a run.
+    let args = "--jobs 20 --every-ms 500 --work-ms 300 --lease-ms 6000";
+    let mut nodes = start_nodes(&db, &["t1", "t2", "t3"], args).await;
+    sleep(Duration::from_secs(6)).await;
+    for node in &mut nodes {
+        node.stop().await;
+    }
+    let started = db
+        .count("SELECT count(*) FROM {s}.runs WHERE started_at IS NOT NULL")
+        .await;
+    assert!(started >= 150, "only {started} runs in 6 s");
+    let late_ms = db
+        .count(
+            "SELECT (EXTRACT(EPOCH FROM max(started_at - fire_time)) * 1000)::bigint \
+             FROM {s}.runs WHERE started_at IS NOT NULL",
+        )
+        .await;
+    let skipped = db
+        .count("SELECT count(*) FROM {s}.runs WHERE state = 'skipped'")
+        .await;
+    eprintln!("{started} runs, the latest {late_ms} ms after its fire time; {skipped} skipped");
+    assert!(
+        late_ms < 200,
+        "a run started {late_ms} ms after its fire time"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM {s}.runs WHERE state NOT IN ('succeeded', 'pending')")
+            .await,
+        skipped
+    );
+    drop(nodes);
+    db.drop_schema().await;
+}

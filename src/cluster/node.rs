@@ -24,6 +24,9 @@ use crate::store::{PostgresStore, RunState};
 use crate::trigger::Trigger;
 use crate::{Error, Event, JobId, JobOptions};
 
+/// How soon a node looks again at something due that another node's transaction held.
+const DUE_BUT_TAKEN: Duration = Duration::from_millis(20);
+
 /// The most fire times one catch-up (missed runs without `coalesce`) materializes at once.
 const MAX_CATCH_UP: usize = 100;
 
@@ -415,7 +418,7 @@ impl Node {
                 Ok(false) => {
                     failures = 0;
                     if claiming {
-                        self.until_due().await.unwrap_or(self.poll_interval)
+                        self.until_due(&shared).await.unwrap_or(self.poll_interval)
                     } else {
                         self.poll_interval
                     }
@@ -442,16 +445,26 @@ impl Node {
         self.leave(&shared).await;
     }
 
-    /// How long until something is due (a job's next run, a pending run), at most the poll
-    /// interval. Something due now that this node did not take (a task it lacks, say) is left
-    /// to the others until the next poll.
-    async fn until_due(&self) -> Result<Duration, sqlx::Error> {
+    /// How long until something is due (a job's next run, a pending run of a task this node
+    /// has, while it has room for one), at most the poll interval. Something due already that
+    /// this node did not take is another node's, in a transaction under way (it materializes
+    /// or claims it, so `SKIP LOCKED` passed it over): look again soon. Sleeping the whole
+    /// poll interval instead, as every node may, left the run waiting for it.
+    async fn until_due(&self, shared: &Shared) -> Result<Duration, sqlx::Error> {
+        let room = self.in_flight.load(Ordering::Acquire) < self.max_running;
+        let tasks: Vec<&str> = if room {
+            shared.tasks.names().collect()
+        } else {
+            Vec::new() // it takes no run now: a run's end wakes it
+        };
         let seconds: Option<f64> = sqlx::query_scalar(&self.sql.until_due)
+            .bind(&tasks)
             .fetch_one(self.pool())
             .await?;
         Ok(match seconds {
             Some(s) if s > 0.0 => Duration::from_secs_f64(s.min(86_400.0)).min(self.poll_interval),
-            _ => self.poll_interval,
+            Some(_) => DUE_BUT_TAKEN.min(self.poll_interval),
+            None => self.poll_interval,
         })
     }
 
@@ -982,7 +995,8 @@ impl Statements {
             until_due: format!(
                 "SELECT EXTRACT(EPOCH FROM (LEAST( \
                    (SELECT min(next_run_time) FROM {jobs} WHERE next_run_time IS NOT NULL), \
-                   (SELECT min(due_at) FROM {runs} WHERE state = 'pending')) - now()))::float8"
+                   (SELECT min(r.due_at) FROM {runs} r JOIN {jobs} j ON j.id = r.job_id \
+                    WHERE r.state = 'pending' AND j.task = ANY($1::text[]))) - now()))::float8"
             ),
             due_jobs: format!(
                 "SELECT id, trigger, options, next_run_time, revision, name, now() FROM {jobs} \
