@@ -851,11 +851,10 @@ impl Node {
 
     /// The live nodes.
     pub(crate) async fn nodes(&self) -> crate::Result<Vec<NodeInfo>> {
-        let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, i64)> =
-            sqlx::query_as(&self.sql.nodes)
-                .fetch_all(self.pool())
-                .await
-                .map_err(|e| self.error("read nodes", e))?;
+        let rows: Vec<NodeRow> = sqlx::query_as(&self.sql.nodes)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.error("read nodes", e))?;
         Ok(rows
             .into_iter()
             .map(
@@ -883,6 +882,9 @@ impl ClusterRun {
         });
     }
 }
+
+/// A row of the live nodes: id, started_at, renewed_at, lease_until, runs going.
+type NodeRow = (String, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, i64);
 
 /// One batch's materialization, as arrays for `UNNEST`.
 #[derive(Default)]

@@ -111,6 +111,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    // Each argument is one of the builder's settings, named at its one call site.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         clock: Arc<dyn Clock>,
         event_capacity: usize,
