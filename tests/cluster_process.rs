@@ -278,7 +278,7 @@ async fn a_killed_nodes_runs_are_abandoned_and_the_others_take_its_work_on() {
     let mut nodes = start_nodes(&db, &["k1", "k2", "k3"], args).await;
     sleep(Duration::from_secs(4)).await;
 
-    // Kill k2 while it has a run going (about one in two of its moments has one).
+    // Kill k2 while it has runs going (300 ms runs every 500 ms: it nearly always has).
     db.wait_for(
         "SELECT count(*) FROM {s}.runs WHERE owner = 'k2' AND state = 'running'",
         &[],
