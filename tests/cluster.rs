@@ -595,3 +595,46 @@ async fn bad_cluster_settings_are_refused_at_start() {
     assert_eq!(db.count("SELECT count(*) FROM {s}.nodes").await, 0);
     db.drop_schema().await;
 }
+
+/// A graceful shutdown waits for the node's runs going and writes their outcomes before the
+/// node leaves: none is left abandoned. (The node once left at its first wakeup after the
+/// shutdown began: a poll, here, that comes during the run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_shutdown_writes_the_outcomes_of_the_runs_going() {
+    let Some(db) = db().await else { return };
+    let node = db
+        .node("n", |c| c.poll_interval(Duration::from_millis(100)))
+        .await;
+    let slow = db.tasks().task("slow", serde_json::json!(700)).unwrap();
+    node.add_job(slow, Date::at(Utc::now()))
+        .id("going")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while db
+        .count("SELECT count(*) FROM {s}.runs WHERE state = 'running'")
+        .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shut_down(&[node]).await;
+    let state: String = sqlx::query_scalar(&format!(
+        "SELECT state FROM \"{}\".runs WHERE job_id = 'going'",
+        db.schema
+    ))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(state, "succeeded");
+    assert_eq!(
+        db.count("SELECT count(*) FROM {s}.fires WHERE finished IS NOT NULL")
+            .await,
+        1
+    );
+    db.drop_schema().await;
+}

@@ -24,6 +24,9 @@ use crate::store::{PostgresStore, RunState};
 use crate::trigger::Trigger;
 use crate::{Error, Event, JobId, JobOptions};
 
+/// How soon a node looks again at something due that another node's transaction held.
+const DUE_BUT_TAKEN: Duration = Duration::from_millis(20);
+
 /// The most fire times one catch-up (missed runs without `coalesce`) materializes at once.
 const MAX_CATCH_UP: usize = 100;
 
@@ -380,6 +383,13 @@ impl Node {
         let mut ended: Vec<ClusterRunDone> = Vec::new();
         let mut failures = 0u32;
         loop {
+            // Whether the core has ended: its shutdown finished (its channel closed), every
+            // handle dropped, or it is gone. Not its published state: that reads `ShutDown` as
+            // soon as a shutdown begins, while the core still waits for the runs going. Read
+            // before draining the ends, so that once the core has ended, every end it sent is
+            // drained below.
+            let core_gone = shared.state() == crate::SchedulerState::Closed
+                || tx.upgrade().is_none_or(|core| core.is_closed());
             while let Ok(done) = done_rx.try_recv() {
                 ended.push(done);
             }
@@ -387,10 +397,6 @@ impl Node {
             if !ended.is_empty() {
                 outcome = self.complete(&shared, &mut ended).await.map(|()| false);
             }
-            let core_gone = matches!(
-                shared.state(),
-                crate::SchedulerState::ShutDown | crate::SchedulerState::Closed
-            );
             // A scheduler dropped without a shutdown stops its node too.
             let stopping = self.is_stopping() || core_gone;
             if stopping
@@ -424,7 +430,7 @@ impl Node {
                 Ok(false) => {
                     failures = 0;
                     if claiming {
-                        self.until_due().await.unwrap_or(self.poll_interval)
+                        self.until_due(&shared).await.unwrap_or(self.poll_interval)
                     } else {
                         self.poll_interval
                     }
@@ -451,16 +457,26 @@ impl Node {
         self.leave(&shared).await;
     }
 
-    /// How long until something is due (a job's next run, a pending run), at most the poll
-    /// interval. Something due now that this node did not take (a task it lacks, say) is left
-    /// to the others until the next poll.
-    async fn until_due(&self) -> Result<Duration, sqlx::Error> {
+    /// How long until something is due (a job's next run, a pending run of a task this node
+    /// has, while it has room for one), at most the poll interval. Something due already that
+    /// this node did not take is another node's, in a transaction under way (it materializes
+    /// or claims it, so `SKIP LOCKED` passed it over): look again soon. Sleeping the whole
+    /// poll interval instead, as every node may, left the run waiting for it.
+    async fn until_due(&self, shared: &Shared) -> Result<Duration, sqlx::Error> {
+        let room = self.in_flight.load(Ordering::Acquire) < self.max_running;
+        let tasks: Vec<&str> = if room {
+            shared.tasks.names().collect()
+        } else {
+            Vec::new() // it takes no run now: a run's end wakes it
+        };
         let seconds: Option<f64> = sqlx::query_scalar(&self.sql.until_due)
+            .bind(&tasks)
             .fetch_one(self.pool())
             .await?;
         Ok(match seconds {
             Some(s) if s > 0.0 => Duration::from_secs_f64(s.min(86_400.0)).min(self.poll_interval),
-            _ => self.poll_interval,
+            Some(_) => DUE_BUT_TAKEN.min(self.poll_interval),
+            None => self.poll_interval,
         })
     }
 
@@ -868,8 +884,6 @@ impl Node {
 
     /// The live nodes.
     pub(crate) async fn nodes(&self) -> crate::Result<Vec<NodeInfo>> {
-        // id, started_at, renewed_at, lease_until, running
-        type NodeRow = (String, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, i64);
         let rows: Vec<NodeRow> = sqlx::query_as(&self.sql.nodes)
             .fetch_all(self.pool())
             .await
@@ -901,6 +915,9 @@ impl ClusterRun {
         });
     }
 }
+
+/// A row of the live nodes: id, started_at, renewed_at, lease_until, runs going.
+type NodeRow = (String, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, i64);
 
 /// One batch's materialization, as arrays for `UNNEST`.
 #[derive(Default)]
@@ -1013,7 +1030,8 @@ impl Statements {
             until_due: format!(
                 "SELECT EXTRACT(EPOCH FROM (LEAST( \
                    (SELECT min(next_run_time) FROM {jobs} WHERE next_run_time IS NOT NULL), \
-                   (SELECT min(due_at) FROM {runs} WHERE state = 'pending')) - now()))::float8"
+                   (SELECT min(r.due_at) FROM {runs} r JOIN {jobs} j ON j.id = r.job_id \
+                    WHERE r.state = 'pending' AND j.task = ANY($1::text[]))) - now()))::float8"
             ),
             due_jobs: format!(
                 "SELECT id, trigger, options, next_run_time, revision, name, now() FROM {jobs} \
