@@ -250,6 +250,7 @@ impl Node {
             if !self.holds_lease() {
                 self.lose_lease(&shared);
             }
+            let held = self.holds_lease();
             let sent = Instant::now();
             retry_at = sent + self.renew_every() / 4;
             let running = i32::try_from(self.in_flight.load(Ordering::Relaxed)).unwrap_or(i32::MAX);
@@ -294,7 +295,12 @@ impl Node {
             } else {
                 self.lose_lease(&shared);
             }
-            self.wake.notify_one();
+            // A node that holds its lease again claims at once (reaping wakes it on its own
+            // when it made runs pending). Waking it after every renewal made an idle node
+            // run a materialization and a claim for nothing.
+            if !held && self.holds_lease() {
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -379,6 +385,8 @@ impl Node {
     ) {
         let mut ended: Vec<ClusterRunDone> = Vec::new();
         let mut failures = 0u32;
+        // Set when the node slept a whole poll interval: nothing was due when it went to sleep.
+        let mut look_first = false;
         loop {
             while let Ok(done) = done_rx.try_recv() {
                 ended.push(done);
@@ -402,7 +410,18 @@ impl Node {
             let claiming =
                 !stopping && shared.state() == crate::SchedulerState::Running && self.holds_lease();
             let mut busy = false;
-            if claiming && outcome.is_ok() {
+            // An idle node's poll is one query (when is something due?), not the two
+            // transactions of a materialization and a claim that find nothing.
+            let mut idle_wait = None;
+            if claiming && outcome.is_ok() && std::mem::take(&mut look_first) {
+                match self.seconds_until_due().await {
+                    Ok(Some(s)) if s > 0.0 => idle_wait = Some(self.up_to_poll(s)),
+                    Ok(None) => idle_wait = Some(self.poll_interval),
+                    Ok(Some(_)) => {} // due now
+                    Err(error) => outcome = Err(error),
+                }
+            }
+            if claiming && outcome.is_ok() && idle_wait.is_none() {
                 outcome = async {
                     let mut busy = self.materialize(&shared).await?;
                     let room = self
@@ -423,7 +442,9 @@ impl Node {
                 }
                 Ok(false) => {
                     failures = 0;
-                    if claiming {
+                    if let Some(wait) = idle_wait {
+                        wait
+                    } else if claiming {
                         self.until_due().await.unwrap_or(self.poll_interval)
                     } else {
                         self.poll_interval
@@ -443,7 +464,7 @@ impl Node {
                 continue;
             }
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(wait) => look_first = wait >= self.poll_interval,
                 () = self.wake.notified() => {}
                 Some(done) = done_rx.recv() => ended.push(done),
             }
@@ -455,13 +476,22 @@ impl Node {
     /// interval. Something due now that this node did not take (a task it lacks, say) is left
     /// to the others until the next poll.
     async fn until_due(&self) -> Result<Duration, sqlx::Error> {
-        let seconds: Option<f64> = sqlx::query_scalar(&self.sql.until_due)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(match seconds {
-            Some(s) if s > 0.0 => Duration::from_secs_f64(s.min(86_400.0)).min(self.poll_interval),
+        Ok(match self.seconds_until_due().await? {
+            Some(s) if s > 0.0 => self.up_to_poll(s),
             _ => self.poll_interval,
         })
+    }
+
+    /// Seconds until something is due (a job's next run, a pending run; zero or less: due
+    /// now), `None` when nothing is scheduled.
+    async fn seconds_until_due(&self) -> Result<Option<f64>, sqlx::Error> {
+        sqlx::query_scalar(&self.sql.until_due)
+            .fetch_one(self.pool())
+            .await
+    }
+
+    fn up_to_poll(&self, seconds: f64) -> Duration {
+        Duration::from_secs_f64(seconds.min(86_400.0)).min(self.poll_interval)
     }
 
     /// Materializes one batch of due jobs, in one transaction; returns whether the batch was
