@@ -162,6 +162,12 @@ impl Node {
             return Ok(()); // started before
         };
         self.join().await.map_err(|e| self.error("join", e))?;
+        // The runs this id still has `running` are from before a restart: a dead node's. Its
+        // renewed lease would keep every other node from reaping them, and they would hold
+        // their jobs' `max_instances` (every later fire time skipped) while this node lives.
+        self.reap(&shared, true)
+            .await
+            .map_err(|e| self.error("join", e))?;
         tokio::spawn(Arc::clone(self).keep_lease(Arc::clone(&shared)));
         if self.notify {
             tokio::spawn(Arc::clone(self).listen());
@@ -289,7 +295,7 @@ impl Node {
                 }
             }
             if self.holds_lease() {
-                if let Err(error) = self.reap(&shared).await {
+                if let Err(error) = self.reap(&shared, false).await {
                     tracing::warn!(node = %self.id, %error, "apsched: reaping dead nodes' runs failed");
                 }
             } else {
@@ -305,9 +311,13 @@ impl Node {
     }
 
     /// Marks the runs of dead nodes abandoned (or pending again, for `retry_abandoned` jobs),
-    /// and deletes the dead nodes' rows.
-    async fn reap(&self, shared: &Shared) -> Result<(), sqlx::Error> {
-        let rows = sqlx::query(&self.sql.reap).fetch_all(self.pool()).await?;
+    /// and deletes the dead nodes' rows. With `own_too`, this node's runs as well: at its start,
+    /// when any it has are its previous life's.
+    async fn reap(&self, shared: &Shared, own_too: bool) -> Result<(), sqlx::Error> {
+        let rows = sqlx::query(&self.sql.reap)
+            .bind(own_too.then_some(self.id.as_str()))
+            .fetch_all(self.pool())
+            .await?;
         for row in &rows {
             let job_id: String = row.try_get(0)?;
             let fire_time: DateTime<Utc> = row.try_get(1)?;
@@ -1026,13 +1036,14 @@ impl Statements {
                 "UPDATE {nodes} SET lease_until = now() + {lease}, renewed_at = now(), running = $3 \
                  WHERE id = $1 AND lease_until > now()"
             ),
-            // Runs whose owner holds no live lease: abandoned, or pending again to retry.
+            // Runs whose owner holds no live lease (or is $1): abandoned, or pending again to
+            // retry.
             reap: format!(
                 "WITH lost AS ( \
                    SELECT r.id, COALESCE((j.options->>'retry_abandoned')::boolean, false) AS retry \
                    FROM {runs} r LEFT JOIN {jobs} j ON j.id = r.job_id \
-                   WHERE r.state = 'running' AND NOT EXISTS ( \
-                     SELECT 1 FROM {nodes} n WHERE n.id = r.owner AND n.lease_until > now()) \
+                   WHERE r.state = 'running' AND (r.owner = $1 OR NOT EXISTS ( \
+                     SELECT 1 FROM {nodes} n WHERE n.id = r.owner AND n.lease_until > now())) \
                    FOR UPDATE OF r SKIP LOCKED) \
                  UPDATE {runs} r SET \
                    state = CASE WHEN lost.retry THEN 'pending' ELSE 'abandoned' END, \
