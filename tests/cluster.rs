@@ -464,6 +464,49 @@ async fn a_dead_nodes_runs_are_reaped_abandoned_or_retried() {
     db.drop_schema().await;
 }
 
+/// A node restarted under its old id (killed, so it never left) reaps the runs its previous
+/// life had going when it joins: its renewed lease would keep the other nodes from reaping
+/// them, and the job's `max_instances` would skip every later fire time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_restarted_under_its_id_reaps_its_previous_lifes_runs() {
+    let Some(db) = db().await else { return };
+    let s = &db.schema;
+    let due = Utc::now() + TimeDelta::milliseconds(1500);
+    // The previous life: its node row (lease still live) and a run it had claimed.
+    let previous = db.node("n1", |c| c).await;
+    previous
+        .add_job(record(&db.tasks()), Interval::seconds(1).start(due))
+        .id("every-second")
+        .await
+        .unwrap();
+    previous.pause().await.unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO \"{s}\".runs (job_id, fire_time, due_at, state, owner, fence, started_at) \
+         VALUES ('every-second', now() - interval '5 seconds', now(), 'running', 'n1', 1, now())"
+    ))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    std::mem::forget(previous); // killed: it never leaves, its row stays
+    let restarted = db.node("n1", |c| c).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    restarted.remove_all_jobs().await.unwrap();
+    shut_down(&[restarted]).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM {s}.runs WHERE state = 'abandoned'")
+            .await,
+        1
+    );
+    // Not held back by the old run: the job's fire times ran.
+    assert!(db.count("SELECT count(*) FROM {s}.fires").await >= 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM {s}.runs WHERE state = 'skipped'")
+            .await,
+        0
+    );
+    db.drop_schema().await;
+}
+
 /// Job calls on any node change the job for the whole cluster; pausing a scheduler pauses
 /// that node only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

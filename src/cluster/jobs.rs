@@ -239,9 +239,11 @@ impl Node {
         let mut tx = Tx::begin(self.pool())
             .await
             .map_err(|e| self.error("remove all", e))?;
+        // Jobs first: their delete waits for a node materializing them, whose pending runs the
+        // second statement (a later snapshot) then sees.
         for statement in [
-            format!("DELETE FROM {} WHERE state = 'pending'", self.sql.runs),
             format!("DELETE FROM {}", self.sql.jobs),
+            format!("DELETE FROM {} WHERE state = 'pending'", self.sql.runs),
         ] {
             sqlx::query(&statement)
                 .execute(tx.conn())

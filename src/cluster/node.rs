@@ -165,6 +165,12 @@ impl Node {
             return Ok(()); // started before
         };
         self.join().await.map_err(|e| self.error("join", e))?;
+        // The runs this id still has `running` are from before a restart: a dead node's. Its
+        // renewed lease would keep every other node from reaping them, and they would hold
+        // their jobs' `max_instances` (every later fire time skipped) while this node lives.
+        self.reap(&shared, true)
+            .await
+            .map_err(|e| self.error("join", e))?;
         tokio::spawn(Arc::clone(self).keep_lease(Arc::clone(&shared)));
         if self.notify {
             tokio::spawn(Arc::clone(self).listen());
@@ -253,6 +259,7 @@ impl Node {
             if !self.holds_lease() {
                 self.lose_lease(&shared);
             }
+            let held = self.holds_lease();
             let sent = Instant::now();
             retry_at = sent + self.renew_every() / 4;
             let running = i32::try_from(self.in_flight.load(Ordering::Relaxed)).unwrap_or(i32::MAX);
@@ -291,20 +298,29 @@ impl Node {
                 }
             }
             if self.holds_lease() {
-                if let Err(error) = self.reap(&shared).await {
+                if let Err(error) = self.reap(&shared, false).await {
                     tracing::warn!(node = %self.id, %error, "apsched: reaping dead nodes' runs failed");
                 }
             } else {
                 self.lose_lease(&shared);
             }
-            self.wake.notify_one();
+            // A node that holds its lease again claims at once (reaping wakes it on its own
+            // when it made runs pending). Waking it after every renewal made an idle node
+            // run a materialization and a claim for nothing.
+            if !held && self.holds_lease() {
+                self.wake.notify_one();
+            }
         }
     }
 
     /// Marks the runs of dead nodes abandoned (or pending again, for `retry_abandoned` jobs),
-    /// and deletes the dead nodes' rows.
-    async fn reap(&self, shared: &Shared) -> Result<(), sqlx::Error> {
-        let rows = sqlx::query(&self.sql.reap).fetch_all(self.pool()).await?;
+    /// and deletes the dead nodes' rows. With `own_too`, this node's runs as well: at its start,
+    /// when any it has are its previous life's.
+    async fn reap(&self, shared: &Shared, own_too: bool) -> Result<(), sqlx::Error> {
+        let rows = sqlx::query(&self.sql.reap)
+            .bind(own_too.then_some(self.id.as_str()))
+            .fetch_all(self.pool())
+            .await?;
         for row in &rows {
             let job_id: String = row.try_get(0)?;
             let fire_time: DateTime<Utc> = row.try_get(1)?;
@@ -382,6 +398,8 @@ impl Node {
     ) {
         let mut ended: Vec<ClusterRunDone> = Vec::new();
         let mut failures = 0u32;
+        // Set when the node slept a whole poll interval: nothing was due when it went to sleep.
+        let mut look_first = false;
         loop {
             // Whether the core has ended: its shutdown finished (its channel closed), every
             // handle dropped, or it is gone. Not its published state: that reads `ShutDown` as
@@ -408,7 +426,18 @@ impl Node {
             let claiming =
                 !stopping && shared.state() == crate::SchedulerState::Running && self.holds_lease();
             let mut busy = false;
-            if claiming && outcome.is_ok() {
+            // An idle node's poll is one query (when is something due?), not the two
+            // transactions of a materialization and a claim that find nothing.
+            let mut idle_wait = None;
+            if claiming && outcome.is_ok() && std::mem::take(&mut look_first) {
+                match self.seconds_until_due(&shared).await {
+                    Ok(Some(s)) if s > 0.0 => idle_wait = Some(self.up_to_poll(s)),
+                    Ok(None) => idle_wait = Some(self.poll_interval),
+                    Ok(Some(_)) => {} // due now
+                    Err(error) => outcome = Err(error),
+                }
+            }
+            if claiming && outcome.is_ok() && idle_wait.is_none() {
                 outcome = async {
                     let mut busy = self.materialize(&shared).await?;
                     let room = self
@@ -429,7 +458,9 @@ impl Node {
                 }
                 Ok(false) => {
                     failures = 0;
-                    if claiming {
+                    if let Some(wait) = idle_wait {
+                        wait
+                    } else if claiming {
                         self.until_due(&shared).await.unwrap_or(self.poll_interval)
                     } else {
                         self.poll_interval
@@ -449,7 +480,7 @@ impl Node {
                 continue;
             }
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(wait) => look_first = wait >= self.poll_interval,
                 () = self.wake.notified() => {}
                 Some(done) = done_rx.recv() => ended.push(done),
             }
@@ -463,21 +494,30 @@ impl Node {
     /// or claims it, so `SKIP LOCKED` passed it over): look again soon. Sleeping the whole
     /// poll interval instead, as every node may, left the run waiting for it.
     async fn until_due(&self, shared: &Shared) -> Result<Duration, sqlx::Error> {
+        Ok(match self.seconds_until_due(shared).await? {
+            Some(s) if s > 0.0 => self.up_to_poll(s),
+            Some(_) => DUE_BUT_TAKEN.min(self.poll_interval),
+            None => self.poll_interval,
+        })
+    }
+
+    /// Seconds until something is due (a job's next run, a pending run; zero or less: due
+    /// now), `None` when nothing is scheduled.
+    async fn seconds_until_due(&self, shared: &Shared) -> Result<Option<f64>, sqlx::Error> {
         let room = self.in_flight.load(Ordering::Acquire) < self.max_running;
         let tasks: Vec<&str> = if room {
             shared.tasks.names().collect()
         } else {
             Vec::new() // it takes no run now: a run's end wakes it
         };
-        let seconds: Option<f64> = sqlx::query_scalar(&self.sql.until_due)
+        sqlx::query_scalar(&self.sql.until_due)
             .bind(&tasks)
             .fetch_one(self.pool())
-            .await?;
-        Ok(match seconds {
-            Some(s) if s > 0.0 => Duration::from_secs_f64(s.min(86_400.0)).min(self.poll_interval),
-            Some(_) => DUE_BUT_TAKEN.min(self.poll_interval),
-            None => self.poll_interval,
-        })
+            .await
+    }
+
+    fn up_to_poll(&self, seconds: f64) -> Duration {
+        Duration::from_secs_f64(seconds.min(86_400.0)).min(self.poll_interval)
     }
 
     /// Materializes one batch of due jobs, in one transaction; returns whether the batch was
@@ -815,7 +855,11 @@ impl Node {
             results.push(result);
             errors.push(error);
         }
+        // Planned with its arrays each time: a cached generic plan guesses 10 rows for the
+        // UNNEST and few `running` rows, and joins them by a nested loop that rescans the
+        // UNNEST once per running row, quadratic in the batch (60 ms for 500 runs).
         let written: Vec<i64> = sqlx::query_scalar(&self.sql.complete)
+            .persistent(false)
             .bind(&self.id)
             .bind(&ids)
             .bind(&fences)
@@ -1009,13 +1053,14 @@ impl Statements {
                 "UPDATE {nodes} SET lease_until = now() + {lease}, renewed_at = now(), running = $3 \
                  WHERE id = $1 AND lease_until > now()"
             ),
-            // Runs whose owner holds no live lease: abandoned, or pending again to retry.
+            // Runs whose owner holds no live lease (or is $1): abandoned, or pending again to
+            // retry.
             reap: format!(
                 "WITH lost AS ( \
                    SELECT r.id, COALESCE((j.options->>'retry_abandoned')::boolean, false) AS retry \
                    FROM {runs} r LEFT JOIN {jobs} j ON j.id = r.job_id \
-                   WHERE r.state = 'running' AND NOT EXISTS ( \
-                     SELECT 1 FROM {nodes} n WHERE n.id = r.owner AND n.lease_until > now()) \
+                   WHERE r.state = 'running' AND (r.owner = $1 OR NOT EXISTS ( \
+                     SELECT 1 FROM {nodes} n WHERE n.id = r.owner AND n.lease_until > now())) \
                    FOR UPDATE OF r SKIP LOCKED) \
                  UPDATE {runs} r SET \
                    state = CASE WHEN lost.retry THEN 'pending' ELSE 'abandoned' END, \
