@@ -90,22 +90,14 @@ impl Node {
     /// Every job of the cluster this node can read (a job whose task this node lacks is left
     /// out: it cannot be rebuilt here).
     pub(crate) async fn all(&self, shared: &Shared) -> Result<Vec<Job>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM {} WHERE NOT finished",
-            crate::store::sql::JOB_COLUMNS,
-            self.sql.jobs
-        ))
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.error("read jobs", e))?;
+        let rows = self.rows().await?;
         Ok(rows
-            .iter()
-            .filter_map(|row| read_job(row).ok())
+            .into_iter()
             .filter_map(|row| self.snapshot(shared, row).ok())
             .collect())
     }
 
-    /// The rows of every job, for `export_jobs`.
+    /// The rows of every job that can be read (for `get_jobs` and `export_jobs`).
     pub(crate) async fn rows(&self) -> Result<Vec<StoredJob>> {
         let rows = sqlx::query(&format!(
             "SELECT {} FROM {} WHERE NOT finished",

@@ -520,6 +520,17 @@ impl Node {
         Duration::from_secs_f64(seconds.min(86_400.0)).min(self.poll_interval)
     }
 
+    /// Deletes the finished jobs among `ids` that have no run left to claim; returns their ids.
+    async fn delete_finished(&self, tx: &mut Tx, ids: &[&str]) -> Result<Vec<String>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(&self.sql.delete_finished)
+            .bind(ids)
+            .fetch_all(tx.conn())
+            .await
+    }
+
     /// Materializes one batch of due jobs, in one transaction; returns whether the batch was
     /// full (more may be due).
     async fn materialize(&self, shared: &Shared) -> Result<bool, sqlx::Error> {
@@ -559,14 +570,7 @@ impl Node {
             .filter(|(_, finished)| **finished)
             .map(|(id, _)| id.as_str())
             .collect();
-        let removed: Vec<String> = if finished.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_scalar(&self.sql.delete_finished)
-                .bind(&finished)
-                .fetch_all(tx.conn())
-                .await?
-        };
+        let removed = self.delete_finished(&mut tx, &finished).await?;
         if !plan.unreadable.is_empty() {
             sqlx::query(&self.sql.set_aside)
                 .bind(
@@ -764,14 +768,7 @@ impl Node {
             .filter(|row| row.try_get::<bool, _>(8).unwrap_or(false))
             .filter_map(|row| row.try_get::<&str, _>(1).ok())
             .collect();
-        let removed: Vec<String> = if finished.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_scalar(&self.sql.delete_finished)
-                .bind(&finished)
-                .fetch_all(tx.conn())
-                .await?
-        };
+        let removed = self.delete_finished(&mut tx, &finished).await?;
         tx.commit().await?;
         for candidate in &skipped {
             tracing::warn!(job.id = %candidate.job_id, "apsched: run skipped, max_instances reached across the cluster");

@@ -509,6 +509,10 @@ impl Core {
     /// the node, which writes it. A stopping scheduler does not start it: the node hands it
     /// back for another node to take.
     pub(super) fn start_cluster_run(&mut self, run: ClusterRun) {
+        if !self.lifecycle.runs_jobs() {
+            run.hand_back();
+            return;
+        }
         let ClusterRun {
             run_id,
             fence,
@@ -520,21 +524,6 @@ impl Core {
             node,
             done,
         } = run;
-        if !self.lifecycle.runs_jobs() {
-            ClusterRun {
-                run_id,
-                fence,
-                id,
-                name,
-                task,
-                scheduled,
-                token,
-                node,
-                done,
-            }
-            .hand_back();
-            return;
-        }
         let slot = self.runs.insert(Running {
             key: None,
             id: id.clone(),
