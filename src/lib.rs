@@ -112,7 +112,7 @@ pub use job::{
 pub use registry::TaskRegistry;
 pub use scheduler::{
     AbandonedRun, AddJob, AddJobFuture, ImportReport, ModifyJob, OnConflict, Scheduler,
-    SchedulerBuilder, SchedulerState,
+    SchedulerBuilder, SchedulerState, MAX_PREVIEW,
 };
 pub use sync::{BackgroundScheduler, BlockingScheduler};
 pub use zone::{IntoZone, Zone, ZoneOffset};

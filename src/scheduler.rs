@@ -74,6 +74,9 @@ pub struct AbandonedRun {
 /// The most events a subscriber may fall behind: the broadcast buffer is allocated up front.
 const MAX_EVENT_CAPACITY: usize = 1 << 20;
 
+/// The most fire times [`Scheduler::preview_job`] gives.
+pub const MAX_PREVIEW: usize = 1000;
+
 /// Settings for a [`Scheduler`]; start from [`Scheduler::builder`].
 #[must_use]
 pub struct SchedulerBuilder {
@@ -666,6 +669,42 @@ impl Scheduler {
         self.request_job(id, |key, reply| Command::Get { key, reply })
             .await?
             .ok_or_else(|| Error::JobNotFound(id.to_string()))
+    }
+
+    /// The next `n` fire times of a job from now (at most [`MAX_PREVIEW`]), in its trigger's
+    /// time zone, jitter excluded: none while the job is paused, and none past its end bound.
+    /// These are the times the scheduler will run it at, unless the job changes or misses
+    /// them.
+    ///
+    /// ```
+    /// # use apsched::{Scheduler, trigger::Interval};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), apsched::Error> {
+    /// let scheduler = Scheduler::new();
+    /// let job = scheduler.add_job(|| async {}, Interval::minutes(5)).await?;
+    /// let next = scheduler.preview_job(&job.id, 3).await?;
+    /// assert_eq!(next.len(), 3);
+    /// assert_eq!(next[1] - next[0], chrono::TimeDelta::minutes(5));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`], [`Error::Shutdown`]; a trigger with no fire time within its
+    /// search bound ([`Error::TriggerNeverFires`]).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it changes nothing.
+    pub async fn preview_job(&self, id: &str, n: usize) -> Result<Vec<DateTime<Zone>>> {
+        let job = self.get_job(id).await?;
+        if job.is_paused() {
+            return Ok(Vec::new());
+        }
+        let zone = job.trigger.timezone().unwrap_or(self.shared.timezone);
+        job.trigger
+            .fire_times(self.now())
+            .take(n.min(MAX_PREVIEW))
+            .map(|time| time.map(|time| time.with_timezone(&zone)))
+            .collect()
     }
 
     /// Snapshots of all jobs, soonest next run first (paused jobs last).

@@ -21,6 +21,7 @@
 //! | `GET /scheduler/jobs` | lists the jobs, soonest next run first | `200` `[Job, ..]` |
 //! | `POST /scheduler/jobs` | adds a job from a registered task (off unless [`Api::tasks`]) | `201` `Job` |
 //! | `GET /scheduler/jobs/{id}` | one job | `200` `Job` |
+//! | `GET /scheduler/jobs/{id}/preview?n=10` | the job's next `n` fire times (default 10, at most 100), RFC 3339 in its trigger's zone; none while paused | `200` `["2024-03-30T02:30:00+01:00", ..]` |
 //! | `DELETE /scheduler/jobs/{id}` | removes a job | `204` |
 //! | `POST /scheduler/jobs/{id}/pause` | pauses a job | `200` `Job` |
 //! | `POST /scheduler/jobs/{id}/resume` | resumes a job | `200` `Job`; `204` if its trigger had no fire time left, so it was removed |
@@ -283,6 +284,7 @@ impl Api {
         let mut reads = Router::new()
             .route("/jobs", get(list_jobs))
             .route("/jobs/{id}", get(get_job))
+            .route("/jobs/{id}/preview", get(preview_job))
             .route("/", get(status));
         for guard in self.read_guards {
             reads = guard(reads);
@@ -483,6 +485,39 @@ async fn list_jobs(State(api): State<Arc<ApiState>>) -> ApiResult<Json<Vec<Job>>
 
 async fn get_job(State(api): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<Json<Job>> {
     Ok(Json(api.scheduler.get_job(&id).await?))
+}
+
+/// The most fire times `GET /jobs/{id}/preview` gives.
+const MAX_HTTP_PREVIEW: usize = 100;
+
+async fn preview_job(
+    State(api): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> ApiResult<Json<Vec<String>>> {
+    let mut n = 10;
+    for (key, value) in query
+        .iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|p| p.split_once('='))
+    {
+        if key != "n" {
+            continue;
+        }
+        n = match value.parse::<usize>() {
+            Ok(n) if (1..=MAX_HTTP_PREVIEW).contains(&n) => n,
+            _ => {
+                return Err(Error::InvalidOption {
+                    option: "n",
+                    value: format!("{value:?}"),
+                    reason: format!("must be a whole number from 1 to {MAX_HTTP_PREVIEW}"),
+                }
+                .into())
+            }
+        };
+    }
+    let times = api.scheduler.preview_job(&id, n).await?;
+    Ok(Json(times.iter().map(|t| t.to_rfc3339()).collect()))
 }
 
 async fn add_job(

@@ -112,6 +112,13 @@ fn add_job_reads_the_schedulers_clock_not_the_callers() {
         job.next_run_time.map(|at| at.with_timezone(&chrono::Utc)),
         Some(now + TimeDelta::hours(1))
     );
+    // The preview reads the scheduler's clock too.
+    let preview = scheduler.preview_job("hourly", 2).unwrap();
+    assert_eq!(
+        preview[0].with_timezone(&chrono::Utc),
+        now + TimeDelta::hours(1)
+    );
+    assert_eq!(preview[1] - preview[0], TimeDelta::hours(1));
     drop(clock);
 }
 
@@ -140,6 +147,7 @@ fn pause_resume_and_remove_from_other_threads() {
     .unwrap();
     assert_eq!(scheduler.state(), SchedulerState::Paused);
     assert!(scheduler.get_job("tick").unwrap().is_paused());
+    assert!(scheduler.preview_job("tick", 3).unwrap().is_empty());
     // Paused: time passes (past eleven fire times, not onto a twelfth), and the job does
     // not run.
     clock.advance(Duration::from_secs(57));

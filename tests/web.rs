@@ -114,6 +114,40 @@ async fn get_job_shows_the_snapshot_as_json() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn preview_lists_the_next_fire_times_and_refuses_a_bad_n() {
+    let (_scheduler, app) = app_with_tick().await;
+    let (status, body) = call(&app, Method::GET, "/scheduler/jobs/tick/preview?n=3", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!([
+            "2024-01-01T00:01:00+00:00",
+            "2024-01-01T00:02:00+00:00",
+            "2024-01-01T00:03:00+00:00"
+        ])
+    );
+    let (status, body) = call(&app, Method::GET, "/scheduler/jobs/tick/preview", None).await;
+    assert_eq!(
+        (status, body.as_array().map(Vec::len)),
+        (StatusCode::OK, Some(10))
+    );
+    for bad in ["0", "101", "ten", "-1"] {
+        let uri = format!("/scheduler/jobs/tick/preview?n={bad}");
+        let (status, body) = call(&app, Method::GET, &uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "n={bad}");
+        assert_eq!(
+            (body["kind"].as_str(), body["field"].as_str()),
+            (Some("invalid_option"), Some("n"))
+        );
+    }
+    let (status, body) = call(&app, Method::GET, "/scheduler/jobs/nope/preview", None).await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (StatusCode::NOT_FOUND, Some("job_not_found"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn get_jobs_lists_soonest_first() {
     let (scheduler, app) = app_with_tick().await;
     scheduler

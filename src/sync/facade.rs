@@ -201,6 +201,15 @@ impl<M: Mode> SyncScheduler<M> {
         self.host.wait(self.host.scheduler.get_job(id))
     }
 
+    /// The next `n` fire times of a job from now, as
+    /// [`Scheduler::preview_job`](crate::Scheduler::preview_job).
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`](crate::Error::JobNotFound), [`Error::Shutdown`](crate::Error::Shutdown).
+    pub fn preview_job(&self, id: &str, n: usize) -> Result<Vec<chrono::DateTime<crate::Zone>>> {
+        self.host.wait(self.host.scheduler.preview_job(id, n))
+    }
+
     /// Snapshots of all jobs, soonest next run first (paused jobs last).
     ///
     /// # Errors

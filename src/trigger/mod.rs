@@ -186,6 +186,40 @@ impl Trigger {
         }
     }
 
+    /// The fire times from `after` on: the first at or after it, then each one after the last,
+    /// as the scheduler follows them (jitter excluded), until the trigger finishes. Prepare the
+    /// trigger first ([`prepared`](Self::prepared)) where it leaves its zone or start open.
+    ///
+    /// An error (a pattern with no fire time within its search bound) is the last item.
+    ///
+    /// ```
+    /// use apsched::trigger::{Cron, Trigger};
+    /// use apsched::Zone;
+    /// use chrono::{TimeZone, Utc};
+    ///
+    /// let now = Utc.with_ymd_and_hms(2024, 3, 29, 12, 0, 0).unwrap();
+    /// // 02:30 every day in Berlin; 2024-03-31 has no 02:30 (clocks go 02:00 -> 03:00).
+    /// let trigger = Trigger::from(Cron::parse("30 2 * * *")?).prepared(Zone::parse("Europe/Berlin")?, now)?;
+    /// let times: Vec<String> = trigger
+    ///     .fire_times(now)
+    ///     .take(3)
+    ///     .map(|t| t.map(|t| t.to_rfc3339()))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(
+    ///     times,
+    ///     ["2024-03-30T01:30:00+00:00", "2024-03-31T01:00:00+00:00", "2024-04-01T00:30:00+00:00"]
+    /// );
+    /// # Ok::<(), apsched::Error>(())
+    /// ```
+    pub fn fire_times(&self, after: DateTime<Utc>) -> FireTimes<'_> {
+        FireTimes {
+            trigger: self,
+            after,
+            previous: None,
+            done: false,
+        }
+    }
+
     /// Validates the trigger and settles what was left open: the time zone (set to
     /// `default_zone` where none was given), an interval's start (`now` + one period, as
     /// APScheduler), a cron pattern's compiled form.
@@ -309,6 +343,43 @@ impl From<CalendarInterval> for Trigger {
         Trigger::CalendarInterval(Box::new(t))
     }
 }
+
+/// The fire times of a trigger, from [`Trigger::fire_times`].
+#[derive(Clone, Debug)]
+#[must_use = "iterators do nothing unless consumed"]
+pub struct FireTimes<'a> {
+    trigger: &'a Trigger,
+    after: DateTime<Utc>,
+    previous: Option<DateTime<Utc>>,
+    done: bool,
+}
+
+impl Iterator for FireTimes<'_> {
+    type Item = Result<DateTime<Utc>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.trigger.next_fire_time(self.previous, self.after) {
+            Ok(Some(next)) if self.previous.is_none_or(|previous| next > previous) => {
+                self.previous = Some(next);
+                Some(Ok(next))
+            }
+            // Finished (or, defensively, not moving forward).
+            Ok(_) => {
+                self.done = true;
+                None
+            }
+            Err(error) => {
+                self.done = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for FireTimes<'_> {}
 
 #[cfg(test)]
 mod tests {
