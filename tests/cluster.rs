@@ -681,3 +681,37 @@ async fn a_graceful_shutdown_writes_the_outcomes_of_the_runs_going() {
     );
     db.drop_schema().await;
 }
+
+/// `shutdown_timeout` bounds a node's shutdown as any scheduler's: a cluster run still going
+/// at the deadline is cancelled (its token is a child of the scheduler's), and its end is
+/// written before the node leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_timeout_cancels_a_cluster_run_and_writes_its_end() {
+    let Some(db) = db().await else { return };
+    let node = db.node("only", |c| c).await;
+    let slow = db.tasks().task("slow", serde_json::json!(60_000)).unwrap();
+    node.add_job(slow, Date::at(Utc::now()))
+        .id("hangs")
+        .await
+        .unwrap();
+    wait_for_run(&db, "hangs", Duration::from_secs(5)).await;
+    let abandoned = tokio::time::timeout(
+        Duration::from_secs(5),
+        node.shutdown_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .expect("shutdown_timeout is a bound for a cluster node too")
+    .unwrap();
+    assert!(abandoned.is_empty(), "{abandoned:?}");
+    let (state, error): (String, Option<String>) = sqlx::query_as(&format!(
+        "SELECT state, error FROM \"{}\".runs WHERE job_id = 'hangs'",
+        db.schema
+    ))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(state, "failed");
+    assert!(error.unwrap_or_default().contains("cancelled"));
+    assert_eq!(db.count("SELECT count(*) FROM {s}.nodes").await, 0);
+    db.drop_schema().await;
+}

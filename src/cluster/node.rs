@@ -164,7 +164,9 @@ impl Node {
         else {
             return Ok(()); // started before
         };
-        self.join().await.map_err(|e| self.error("join", e))?;
+        self.join(&shared)
+            .await
+            .map_err(|e| self.error("join", e))?;
         // The runs this id still has `running` are from before a restart: a dead node's. Its
         // renewed lease would keep every other node from reaping them, and they would hold
         // their jobs' `max_instances` (every later fire time skipped) while this node lives.
@@ -213,7 +215,9 @@ impl Node {
         at - now < poll
     }
 
-    async fn join(&self) -> Result<(), sqlx::Error> {
+    /// Joins (or rejoins) with a fresh lease; runs claimed from now on get a new token, a child
+    /// of the scheduler's, so a `shutdown_timeout` cancels them as it cancels any run.
+    async fn join(&self, shared: &Shared) -> Result<(), sqlx::Error> {
         let sent = Instant::now();
         sqlx::query(&self.sql.join)
             .bind(&self.id)
@@ -223,7 +227,7 @@ impl Node {
         let mut state = self.lease_state();
         state.renewed = sent;
         if state.lost {
-            state.token = CancellationToken::new();
+            state.token = shared.runs_cancel.child_token();
             state.lost = false;
         }
         Ok(())
@@ -280,13 +284,13 @@ impl Node {
                     if lost {
                         // The lease ran out while the node was away; its row may still be
                         // there. Rejoin with a fresh token.
-                        let _ = self.join().await;
+                        let _ = self.join(&shared).await;
                     }
                 }
                 Ok(Ok(_)) => {
                     // The row is gone or expired: the cluster presumed this node dead.
                     self.lose_lease(&shared);
-                    if self.join().await.is_ok() {
+                    if self.join(&shared).await.is_ok() {
                         tracing::info!(node = %self.id, "apsched: rejoined the cluster");
                     }
                 }
