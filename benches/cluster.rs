@@ -56,6 +56,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::Row as _;
 
+#[path = "common/table.rs"]
+mod table;
+use table::{print_table, Kind, Row};
+
 const SCENARIOS: [&str; 4] = ["throughput", "lateness", "idle", "chaos"];
 /// Run when no scenario is named (chaos takes minutes and kills processes: only on request).
 const DEFAULT: [&str; 3] = ["throughput", "lateness", "idle"];
@@ -85,22 +89,12 @@ impl Scale {
     }
 }
 
-struct Row {
-    scenario: String,
-    apsched: f64,
-    floor: Option<f64>,
-    /// Whether a higher figure is better (a rate): the ratio is then floor / apsched.
-    rate: bool,
-    goal: String,
-    pass: Option<bool>,
-}
-
 fn row(scenario: impl Into<String>, apsched: f64, goal: &str, pass: Option<bool>) -> Row {
     Row {
         scenario: scenario.into(),
         apsched,
-        floor: None,
-        rate: false,
+        floor: f64::NAN,
+        kind: Kind::Count,
         goal: goal.to_string(),
         pass,
     }
@@ -183,7 +177,11 @@ fn main() {
             }
         }
     });
-    print_table(&rows);
+    print_table(
+        &rows,
+        "ratio: for rates floor/apsched, so above 1 means apsched does worse; the floor is bare \
+         SQL with the node's statements",
+    );
     for note in notes {
         println!("{note}");
     }
@@ -357,8 +355,8 @@ async fn throughput(url: &str, scale: Scale, rows: &mut Vec<Row>, notes: &mut Ve
                 i + 1
             ),
             apsched,
-            floor: Some(floor),
-            rate: true,
+            floor,
+            kind: Kind::Rate,
             goal: ">= 5,000/s, <= 1.5x floor".into(),
             pass: Some(exact && apsched >= 5_000.0 && floor / apsched <= 1.5),
         });
@@ -366,8 +364,8 @@ async fn throughput(url: &str, scale: Scale, rows: &mut Vec<Row>, notes: &mut Ve
     rows.push(Row {
         scenario: "throughput, 3 nodes, default max_running (256): runs/s".into(),
         apsched: default_best,
-        floor: Some(best[2].1),
-        rate: true,
+        floor: best[2].1,
+        kind: Kind::Rate,
         goal: "(for comparison)".into(),
         pass: None,
     });
@@ -1212,89 +1210,4 @@ async fn chaos(url: &str, minutes: f64, rows: &mut Vec<Row>, notes: &mut Vec<Str
     }
     notes.push(line);
     db.drop().await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The table.
-
-fn fmt_num(v: f64) -> String {
-    if v.is_nan() {
-        return "-".into();
-    }
-    if v.abs() >= 10_000.0 {
-        let s = format!("{v:.0}");
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    } else if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-fn print_table(rows: &[Row]) {
-    let header = ["scenario", "apsched", "floor", "ratio", "goal", "result"];
-    let cells: Vec<[String; 6]> = rows
-        .iter()
-        .map(|r| {
-            let ratio = match r.floor {
-                Some(f) if r.rate && r.apsched > 0.0 => format!("{:.2}x", f / r.apsched),
-                Some(f) if f > 0.0 => format!("{:.2}x", r.apsched / f),
-                _ => "-".into(),
-            };
-            [
-                r.scenario.clone(),
-                fmt_num(r.apsched),
-                r.floor.map_or("-".into(), fmt_num),
-                ratio,
-                r.goal.clone(),
-                match r.pass {
-                    Some(true) => "PASS".into(),
-                    Some(false) => "FAIL".into(),
-                    None => String::new(),
-                },
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |row: &[String]| {
-        let mut s = String::from("|");
-        for (i, (c, w)) in row.iter().zip(widths).enumerate() {
-            if i == 0 || i == 4 {
-                let _ = write!(s, " {c:<w$} |");
-            } else {
-                let _ = write!(s, " {c:>w$} |");
-            }
-        }
-        s
-    };
-    println!("{}", line(&header.map(String::from)));
-    let mut sep = String::from("|");
-    for (i, w) in widths.iter().enumerate() {
-        let dashes = "-".repeat(*w);
-        if i == 0 || i == 4 {
-            let _ = write!(sep, "-{dashes}-|");
-        } else {
-            let _ = write!(sep, "-{dashes}:|");
-        }
-    }
-    println!("{sep}");
-    for row in &cells {
-        println!("{}", line(row));
-    }
-    println!(
-        "ratio: for rates floor/apsched, so above 1 means apsched does worse; the floor is bare \
-         SQL with the node's statements"
-    );
 }

@@ -29,6 +29,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
 
+#[path = "common/table.rs"]
+mod table;
+use table::{print_table, Kind, Row};
+
 const SCENARIOS: [&str; 8] = [
     "add",
     "add_arc",
@@ -129,7 +133,10 @@ fn main() {
             scale,
         ));
     }
-    print_table(&rows);
+    print_table(
+        &rows,
+        "ratio: apsched's cost over the floor's (time, bytes, lateness, CPU; for rates floor/apsched), so above 1 means apsched does worse.",
+    );
     if scale.quick {
         println!(
             "quick mode: 1/10 scale and short spans, a smoke run. The goals are set for full \
@@ -900,24 +907,6 @@ async fn idle_floor(scale: Scale) -> Figures {
 
 // ---- the table ----
 
-/// How a figure compares: a cost (lower is better; ratio apsched/floor) or a rate (higher is
-/// better; ratio floor/apsched, so a ratio above 1 always means apsched does worse).
-#[derive(Clone, Copy)]
-enum Kind {
-    Cost,
-    Rate,
-    Count,
-}
-
-struct Row {
-    scenario: String,
-    apsched: f64,
-    floor: f64,
-    kind: Kind,
-    goal: String,
-    pass: Option<bool>,
-}
-
 fn rows_for(scenario: &str, a: &Figures, f: &Figures, scale: Scale) -> Vec<Row> {
     let g = |m: &Figures, k: &str| m.get(k).copied().unwrap_or(f64::NAN);
     let row = |label: &str, key: &str, kind: Kind, goal: &str, pass: Option<bool>| Row {
@@ -1153,90 +1142,4 @@ fn rows_for(scenario: &str, a: &Figures, f: &Figures, scale: Scale) -> Vec<Row> 
         _ => {}
     }
     rows
-}
-
-fn fmt_num(v: f64) -> String {
-    if v.is_nan() {
-        "-".into()
-    } else if v.abs() >= 10_000.0 {
-        // Thousands separators for rates.
-        let s = format!("{:.0}", v);
-        let (sign, digits) = s.split_at(usize::from(s.starts_with('-')));
-        let mut out = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        format!("{sign}{out}")
-    } else if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else if v.abs() < 0.01 {
-        format!("{v:.6}")
-    } else if v.abs() >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-fn print_table(rows: &[Row]) {
-    let header = ["scenario", "apsched", "floor", "ratio", "goal", "result"];
-    let cells: Vec<[String; 6]> = rows
-        .iter()
-        .map(|r| {
-            let ratio = match r.kind {
-                Kind::Cost if r.floor > 0.0 => format!("{:.2}x", r.apsched / r.floor),
-                Kind::Rate if r.apsched > 0.0 => format!("{:.2}x", r.floor / r.apsched),
-                _ => "-".into(),
-            };
-            [
-                r.scenario.clone(),
-                fmt_num(r.apsched),
-                fmt_num(r.floor),
-                ratio,
-                r.goal.clone(),
-                match r.pass {
-                    Some(true) => "PASS".into(),
-                    Some(false) => "FAIL".into(),
-                    None => String::new(),
-                },
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |row: &[String]| {
-        let mut s = String::from("|");
-        for (i, (c, w)) in row.iter().zip(widths).enumerate() {
-            if i == 0 || i == 4 {
-                let _ = write!(s, " {c:<w$} |");
-            } else {
-                let _ = write!(s, " {c:>w$} |");
-            }
-        }
-        s
-    };
-    println!("{}", line(&header.map(String::from)));
-    let mut sep = String::from("|");
-    for (i, w) in widths.iter().enumerate() {
-        let dashes = "-".repeat(*w);
-        if i == 0 || i == 4 {
-            let _ = write!(sep, "-{dashes}-|");
-        } else {
-            let _ = write!(sep, "-{dashes}:|");
-        }
-    }
-    println!("{sep}");
-    for row in &cells {
-        println!("{}", line(row));
-    }
-    println!(
-        "ratio: apsched's cost over the floor's (time, bytes, lateness, CPU; for rates floor/apsched), so above 1 means apsched does worse."
-    );
 }
