@@ -73,7 +73,7 @@ impl TaskRegistry {
     ///
     /// Jobs built from it are named `name` unless given another name. A task without
     /// arguments takes `()` (arguments `null` or absent).
-    pub fn register<Args, F, Fut>(mut self, name: &'static str, task: F) -> TaskRegistry
+    pub fn register<Args, F, Fut>(self, name: &'static str, task: F) -> TaskRegistry
     where
         Args: DeserializeOwned + Clone + Send + Sync + 'static,
         F: Fn(Args) -> Fut + Send + Sync + 'static,
@@ -81,14 +81,10 @@ impl TaskRegistry {
         Fut::Output: JobOutput,
     {
         let task = Arc::new(task);
-        let factory = move |value: serde_json::Value| -> Result<Task> {
-            let args: Args = decode(name, value.clone())?;
+        self.insert::<Args, (marker::Async, Fut), _>(name, move |args| {
             let task = Arc::clone(&task);
-            let body = move || task(args.clone());
-            Ok(IntoTask::<(marker::Async, Fut)>::into_task(body).registered_as(name, value))
-        };
-        self.tasks.insert(name, Arc::new(factory));
-        self
+            move || task(args.clone())
+        })
     }
 
     /// Registers an async task that also takes the run's [`JobContext`](crate::JobContext)
@@ -104,11 +100,7 @@ impl TaskRegistry {
     /// });
     /// assert!(tasks.contains("bill"));
     /// ```
-    pub fn register_with_context<Args, F, Fut>(
-        mut self,
-        name: &'static str,
-        task: F,
-    ) -> TaskRegistry
+    pub fn register_with_context<Args, F, Fut>(self, name: &'static str, task: F) -> TaskRegistry
     where
         Args: DeserializeOwned + Clone + Send + Sync + 'static,
         F: Fn(crate::JobContext, Args) -> Fut + Send + Sync + 'static,
@@ -116,31 +108,40 @@ impl TaskRegistry {
         Fut::Output: JobOutput,
     {
         let task = Arc::new(task);
-        let factory = move |value: serde_json::Value| -> Result<Task> {
-            let args: Args = decode(name, value.clone())?;
+        self.insert::<Args, (marker::AsyncWithContext, Fut), _>(name, move |args| {
             let task = Arc::clone(&task);
-            let body = move |run: crate::JobContext| task(run, args.clone());
-            Ok(IntoTask::<(marker::AsyncWithContext, Fut)>::into_task(body)
-                .registered_as(name, value))
-        };
-        self.tasks.insert(name, Arc::new(factory));
-        self
+            move |run: crate::JobContext| task(run, args.clone())
+        })
     }
 
     /// Registers a blocking task under `name`: as [`register`](Self::register), but `task` is
     /// a plain `Fn(Args) -> R` run on the scheduler's blocking pool.
-    pub fn register_blocking<Args, F, R>(mut self, name: &'static str, task: F) -> TaskRegistry
+    pub fn register_blocking<Args, F, R>(self, name: &'static str, task: F) -> TaskRegistry
     where
         Args: DeserializeOwned + Clone + Send + Sync + 'static,
         F: Fn(Args) -> R + Send + Sync + 'static,
         R: JobOutput,
     {
         let task = Arc::new(task);
+        self.insert::<Args, (marker::Blocking, R), _>(name, move |args| {
+            let task = Arc::clone(&task);
+            move || task(args.clone())
+        })
+    }
+
+    /// Registers the factory that decodes a job's arguments and builds its body from them.
+    fn insert<Args, M, B>(
+        mut self,
+        name: &'static str,
+        body_for: impl Fn(Args) -> B + Send + Sync + 'static,
+    ) -> TaskRegistry
+    where
+        Args: DeserializeOwned,
+        B: IntoTask<M>,
+    {
         let factory = move |value: serde_json::Value| -> Result<Task> {
             let args: Args = decode(name, value.clone())?;
-            let task = Arc::clone(&task);
-            let body = move || task(args.clone());
-            Ok(IntoTask::<(marker::Blocking, R)>::into_task(body).registered_as(name, value))
+            Ok(body_for(args).into_task().registered_as(name, value))
         };
         self.tasks.insert(name, Arc::new(factory));
         self
