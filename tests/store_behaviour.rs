@@ -9,44 +9,17 @@ mod common;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use apsched::store::{JobStore, RunState};
 use apsched::trigger::{Cron, Date, Interval};
 use apsched::{Error, Event, EventStream, Job, Scheduler, TaskRegistry, TestClock, Zone};
 use chrono::{TimeDelta, Utc};
-use common::store::TestStore;
-use serde::Deserialize;
+use common::store::{note, tasks, Seen, TestStore};
 
 /// Opens a handle on the suite's database: each call a new one, on the same data.
 type Open = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Arc<dyn JobStore>> + Send>> + Send + Sync>;
-
-#[derive(Clone, Deserialize)]
-struct Note {
-    text: String,
-}
-
-type Seen = Arc<Mutex<Vec<String>>>;
-
-fn tasks(seen: &Seen) -> TaskRegistry {
-    let seen = Arc::clone(seen);
-    TaskRegistry::new()
-        .register("note", move |note: Note| {
-            let seen = Arc::clone(&seen);
-            async move {
-                seen.lock().unwrap().push(note.text.clone());
-                Ok::<_, String>(serde_json::json!({ "noted": note.text }))
-            }
-        })
-        .register("fail", |(): ()| async { Err::<(), _>("the disk is full") })
-}
-
-fn note(tasks: &TaskRegistry, text: &str) -> apsched::Task {
-    tasks
-        .task("note", serde_json::json!({ "text": text }))
-        .unwrap()
-}
 
 async fn scheduler(open: &Open, clock: &TestClock, tasks: &TaskRegistry) -> Scheduler {
     let scheduler = Scheduler::builder()

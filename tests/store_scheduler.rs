@@ -7,37 +7,14 @@
 //! same contract.
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apsched::store::{RunState, StoredJob, UnreadableRow};
 use apsched::trigger::{Date, Interval};
-use apsched::{Error, Event, MisfireGrace, Scheduler, TaskRegistry, TestClock, Zone};
+use apsched::{Error, Event, MisfireGrace, Scheduler, TestClock, Zone};
 use chrono::{DateTime, TimeDelta, Utc};
-use common::store::TestStore;
+use common::store::{note, tasks, Seen, TestStore};
 use common::*;
-use serde::Deserialize;
-
-#[derive(Clone, Deserialize)]
-struct Note {
-    text: String,
-}
-
-/// What the `note` task saw: (text, the fire time it ran for).
-type Seen = Arc<Mutex<Vec<String>>>;
-
-fn tasks(seen: &Seen) -> TaskRegistry {
-    let seen = Arc::clone(seen);
-    TaskRegistry::new()
-        .register("note", move |note: Note| {
-            let seen = Arc::clone(&seen);
-            async move {
-                seen.lock().unwrap().push(note.text);
-                Ok::<_, String>(serde_json::json!({ "noted": true }))
-            }
-        })
-        .register("fail", |(): ()| async { Err::<(), _>("the disk is full") })
-}
 
 /// A started scheduler on `clock` with `store` as its "durable" store.
 async fn scheduler_on(store: &TestStore, clock: &TestClock, seen: &Seen) -> Scheduler {
@@ -49,12 +26,6 @@ async fn scheduler_on(store: &TestStore, clock: &TestClock, seen: &Seen) -> Sche
         .build();
     scheduler.start().await.unwrap();
     scheduler
-}
-
-fn note(tasks: &TaskRegistry, text: &str) -> apsched::Task {
-    tasks
-        .task("note", serde_json::json!({ "text": text }))
-        .unwrap()
 }
 
 fn minutes(m: i64) -> DateTime<Utc> {
@@ -314,7 +285,7 @@ async fn run_history_is_kept_for_durable_and_memory_jobs() {
             (minutes(1), RunState::Succeeded)
         ]
     );
-    assert_eq!(runs[0].result, Some(serde_json::json!({ "noted": true })));
+    assert_eq!(runs[0].result, Some(serde_json::json!({ "noted": "x" })));
     assert!(runs[0].duration().is_some());
     let failed = scheduler.get_job_runs("failing", 1).await.unwrap();
     assert_eq!(failed[0].state, RunState::Failed);

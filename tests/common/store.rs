@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use apsched::store::{BackendError, JobStore, RunRecord, StoredJob, UnreadableRow, Write};
+use apsched::TaskRegistry;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
@@ -163,4 +164,35 @@ impl JobStore for TestStore {
             }))
         })
     }
+}
+
+/// The argument of the `note` task.
+#[derive(Clone, serde::Deserialize)]
+struct Note {
+    text: String,
+}
+
+/// The texts the `note` task saw, in order.
+pub type Seen = Arc<Mutex<Vec<String>>>;
+
+/// Tasks for durable jobs: `note` records its text in `seen` and returns
+/// `{"noted": text}`; `fail` always fails with "the disk is full".
+pub fn tasks(seen: &Seen) -> TaskRegistry {
+    let seen = Arc::clone(seen);
+    TaskRegistry::new()
+        .register("note", move |note: Note| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(note.text.clone());
+                Ok::<_, String>(serde_json::json!({ "noted": note.text }))
+            }
+        })
+        .register("fail", |(): ()| async { Err::<(), _>("the disk is full") })
+}
+
+/// The `note` task for `text`.
+pub fn note(tasks: &TaskRegistry, text: &str) -> apsched::Task {
+    tasks
+        .task("note", serde_json::json!({ "text": text }))
+        .unwrap()
 }
