@@ -6,7 +6,8 @@
 //! These tests run in real time (the database's clock decides); every wait is bounded.
 #![cfg(feature = "postgres")]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
 use std::time::Duration;
 
 use apsched::cluster::Cluster;
@@ -14,46 +15,38 @@ use apsched::store::PostgresStore;
 use apsched::trigger::{Date, Interval};
 use apsched::{Error, Event, JobContext, Scheduler, TaskRegistry};
 use chrono::{DateTime, TimeDelta, Utc};
+use common::pg::{scratch, Scratch};
 use sqlx::PgPool;
 
 /// A schema of this test's own, with the `fires` table the tasks write to.
-struct Db {
-    url: String,
-    schema: String,
-    pool: PgPool,
+struct Db(Scratch);
+
+impl std::ops::Deref for Db {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 async fn db() -> Option<Db> {
-    let Ok(url) = std::env::var("APSCHED_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: APSCHED_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let schema = format!(
-        "apsched_cluster_{}_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_micros(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let pool = PgPool::connect(&url)
-        .await
-        .expect("APSCHED_TEST_POSTGRES_URL is set: the server must answer");
+    let db = scratch("apsched_cluster").await?;
     // The store creates the schema; the fires table goes beside its tables.
-    let store = PostgresStore::options(&url)
-        .schema(&schema)
-        .connect()
-        .await
-        .unwrap();
-    drop(store);
-    sqlx::query(&format!(
-        "CREATE TABLE \"{schema}\".fires (job_id text NOT NULL, fire_time timestamptz NOT NULL, \
+    drop(
+        PostgresStore::options(&db.url)
+            .schema(&db.schema)
+            .connect()
+            .await
+            .unwrap(),
+    );
+    sqlx::query(&db.sql(
+        "CREATE TABLE {s}.fires (job_id text NOT NULL, fire_time timestamptz NOT NULL, \
          node text NOT NULL, fence bigint NOT NULL, started timestamptz NOT NULL DEFAULT clock_timestamp(), \
-         finished timestamptz, UNIQUE (job_id, fire_time))"
+         finished timestamptz, UNIQUE (job_id, fire_time))",
     ))
-    .execute(&pool)
+    .execute(&db.pool)
     .await
     .unwrap();
-    Some(Db { url, schema, pool })
+    Some(Db(db))
 }
 
 impl Db {
@@ -107,19 +100,6 @@ impl Db {
             .build();
         scheduler.start().await.unwrap();
         scheduler
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(&sql.replace("{s}", &format!("\"{}\"", self.schema)))
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
-    }
-
-    async fn drop_schema(self) {
-        let _ = sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema))
-            .execute(&self.pool)
-            .await;
     }
 }
 
@@ -219,7 +199,7 @@ async fn three_nodes_run_every_fire_time_exactly_once_and_share_the_work() {
     }
     // Every node left: no live node rows.
     assert_eq!(db.count("SELECT count(*) FROM {s}.nodes").await, 0);
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// `max_instances = 1` holds across nodes: a job slower than its interval never runs twice at
@@ -252,7 +232,7 @@ async fn max_instances_holds_across_nodes() {
         .count("SELECT count(*) FROM {s}.runs WHERE state = 'skipped'")
         .await;
     assert!(skipped >= 5, "only {skipped} fire times were skipped");
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// A job added on one node, due in 100 ms, runs within 200 ms of its due time on another
@@ -284,7 +264,7 @@ async fn a_notification_wakes_a_sleeping_node_for_a_job_due_soon() {
     ));
     assert_eq!(db.count("SELECT count(*) FROM {s}.jobs").await, 0);
     shut_down(&[sleeper, adder]).await;
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// With notifications off, a node finds a job added elsewhere within its poll interval.
@@ -309,7 +289,7 @@ async fn without_notifications_polling_finds_the_job_within_the_poll_interval() 
         "started {late} after its due time, poll interval {poll:?}"
     );
     shut_down(&[poller, adder]).await;
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// How late the run of `job` started, once it has.
@@ -378,7 +358,7 @@ async fn a_run_longer_than_the_lease_on_a_healthy_node_is_not_reaped() {
             );
         }
     }
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// The runs of a node whose lease expired are reaped by a live one: abandoned by default (at
@@ -461,7 +441,7 @@ async fn a_dead_nodes_runs_are_reaped_abandoned_or_retried() {
             ("at-most-once".to_string(), "dead".to_string(), false)
         ]
     );
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// A node restarted under its old id (killed, so it never left) reaps the runs its previous
@@ -504,7 +484,7 @@ async fn a_node_restarted_under_its_id_reaps_its_previous_lifes_runs() {
             .await,
         0
     );
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// Job calls on any node change the job for the whole cluster; pausing a scheduler pauses
@@ -610,7 +590,7 @@ async fn job_calls_reach_the_whole_cluster_and_pause_is_per_node() {
         (0, vec!["moved".to_string()])
     );
     shut_down(&[a, b]).await;
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// Bad settings are typed errors at start, naming the setting.
@@ -636,7 +616,7 @@ async fn bad_cluster_settings_are_refused_at_start() {
         }
     }
     assert_eq!(db.count("SELECT count(*) FROM {s}.nodes").await, 0);
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// A graceful shutdown waits for the node's runs going and writes their outcomes before the
@@ -679,7 +659,7 @@ async fn a_graceful_shutdown_writes_the_outcomes_of_the_runs_going() {
             .await,
         1
     );
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// `shutdown_timeout` bounds a node's shutdown as any scheduler's: a cluster run still going
@@ -713,5 +693,5 @@ async fn shutdown_timeout_cancels_a_cluster_run_and_writes_its_end() {
     assert_eq!(state, "failed");
     assert!(error.unwrap_or_default().contains("cancelled"));
     assert_eq!(db.count("SELECT count(*) FROM {s}.nodes").await, 0);
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }

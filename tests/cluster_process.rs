@@ -8,15 +8,16 @@
 //! assertion, say) is killed.
 #![cfg(feature = "postgres")]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::PgPool;
+use common::pg::{scratch, Scratch};
 use tokio::time::{sleep, Instant};
 
 /// The example's executable, built once for every test here, with this test's features and
@@ -55,50 +56,21 @@ fn example() -> &'static PathBuf {
     })
 }
 
-struct Db {
-    url: String,
-    schema: String,
-    pool: PgPool,
+/// A schema of this test's own.
+struct Db(Scratch);
+
+impl std::ops::Deref for Db {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
 }
 
 async fn db() -> Option<Db> {
-    let Ok(url) = std::env::var("APSCHED_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: APSCHED_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let schema = format!(
-        "apsched_cluster_process_{}_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_micros(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let pool = PgPool::connect(&url)
-        .await
-        .expect("APSCHED_TEST_POSTGRES_URL is set: the server must answer");
-    Some(Db { url, schema, pool })
+    scratch("apsched_cluster_process").await.map(Db)
 }
 
 impl Db {
-    /// `sql` with `{s}` naming the test's schema.
-    fn sql(&self, sql: &str) -> String {
-        sql.replace("{s}", &format!("\"{}\"", self.schema))
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        self.count_at(sql, &[]).await
-    }
-
-    /// As `count`, with times bound to `$1`, `$2`, ...
-    async fn count_at(&self, sql: &str, times: &[DateTime<Utc>]) -> i64 {
-        let sql = self.sql(sql);
-        let mut query = sqlx::query_scalar(&sql);
-        for time in times {
-            query = query.bind(*time);
-        }
-        query.fetch_one(&self.pool).await.unwrap()
-    }
-
     /// The database's clock, which the nodes' leases and run rows go by.
     async fn now(&self) -> DateTime<Utc> {
         sqlx::query_scalar("SELECT now()")
@@ -137,12 +109,6 @@ impl Db {
             assert!(Instant::now() < deadline, "{what}: not within {within:?}");
             sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    async fn drop_schema(self) {
-        let _ = sqlx::query(&self.sql("DROP SCHEMA {s} CASCADE"))
-            .execute(&self.pool)
-            .await;
     }
 }
 
@@ -424,7 +390,7 @@ async fn a_killed_nodes_runs_are_abandoned_and_the_others_take_its_work_on() {
     }
     assert_eq!(db.count("SELECT count(*) FROM {s}.nodes").await, 0);
     drop(nodes);
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// A node frozen (SIGSTOP) past its lease with runs going: the other node reaps them; woken
@@ -523,7 +489,7 @@ async fn a_frozen_node_is_fenced_off_and_rejoins() {
     );
     assert_eq!(db.count("SELECT count(*) FROM {s}.nodes").await, 0);
     drop(nodes);
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }
 
 /// Runs start on time across processes, each node taking its turns. (A node that found
@@ -564,5 +530,5 @@ async fn runs_start_on_time_across_processes() {
         skipped
     );
     drop(nodes);
-    db.drop_schema().await;
+    db.0.drop_schema().await;
 }

@@ -2,6 +2,7 @@
 //! a durable store kept in memory (`store`).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pg;
 pub mod store;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
