@@ -589,7 +589,8 @@ impl Scheduler {
     /// The cluster that has the job `id` (not a memory or durable job of this node), if any.
     #[cfg(feature = "postgres")]
     async fn cluster_of(&self, id: &str) -> Result<Option<&Arc<crate::cluster::Node>>> {
-        if self.shared.index().key_of(id).is_some() {
+        // Without a cluster, no lookup at all: the memory path stays as it was.
+        if self.shared.clusters.is_empty() || self.shared.index().key_of(id).is_some() {
             return Ok(None);
         }
         match &self.shared.clusters[..] {

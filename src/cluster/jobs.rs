@@ -35,29 +35,21 @@ impl Node {
         let mut tx = Tx::begin(self.pool())
             .await
             .map_err(|e| self.error("add", e))?;
-        let conflict = if replace {
-            "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, task = EXCLUDED.task, \
-             args = EXCLUDED.args, trigger = EXCLUDED.trigger, options = EXCLUDED.options, \
-             next_run_time = EXCLUDED.next_run_time, finished = false, \
-             revision = j.revision + 1, updated_at = now()"
-        } else {
-            "ON CONFLICT (id) DO NOTHING"
+        let insert = match replace {
+            true => &self.sql.job.replace,
+            false => &self.sql.job.insert,
         };
-        let written = sqlx::query(&format!(
-            "INSERT INTO {} AS j (id, name, task, args, trigger, options, next_run_time) \
-             VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7) {conflict}",
-            self.sql.jobs
-        ))
-        .bind(&row.id)
-        .bind(&row.name)
-        .bind(&row.task)
-        .bind(row.args.to_string())
-        .bind(row.trigger.to_string())
-        .bind(row.options.to_string())
-        .bind(row.next_run_time.map(truncated))
-        .execute(tx.conn())
-        .await
-        .map_err(|e| self.error("add", e))?;
+        let written = sqlx::query(insert)
+            .bind(&row.id)
+            .bind(&row.name)
+            .bind(&row.task)
+            .bind(row.args.to_string())
+            .bind(row.trigger.to_string())
+            .bind(row.options.to_string())
+            .bind(row.next_run_time.map(truncated))
+            .execute(tx.conn())
+            .await
+            .map_err(|e| self.error("add", e))?;
         if written.rows_affected() == 0 {
             return Err(Error::ConflictingId(row.id));
         }
@@ -73,15 +65,11 @@ impl Node {
 
     /// The job `id`, if this cluster has it.
     pub(crate) async fn get(&self, shared: &Shared, id: &str) -> Result<Option<Job>> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM {} WHERE id = $1 AND NOT finished",
-            crate::store::sql::JOB_COLUMNS,
-            self.sql.jobs
-        ))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| self.error("read job", e))?;
+        let row = sqlx::query(&self.sql.job.get)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(|e| self.error("read job", e))?;
         let Some(row) = row else { return Ok(None) };
         let row = read_job(&row).map_err(|unreadable| self.unreadable(unreadable.reason))?;
         self.snapshot(shared, row).map(Some)
@@ -99,14 +87,10 @@ impl Node {
 
     /// The rows of every job that can be read (for `get_jobs` and `export_jobs`).
     pub(crate) async fn rows(&self) -> Result<Vec<StoredJob>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM {} WHERE NOT finished",
-            crate::store::sql::JOB_COLUMNS,
-            self.sql.jobs
-        ))
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| self.error("read jobs", e))?;
+        let rows = sqlx::query(&self.sql.job.all)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.error("read jobs", e))?;
         Ok(rows.iter().filter_map(|row| read_job(row).ok()).collect())
     }
 
@@ -123,15 +107,11 @@ impl Node {
         let mut tx = Tx::begin(self.pool())
             .await
             .map_err(|e| self.error(operation, e))?;
-        let row = sqlx::query(&format!(
-            "SELECT {}, now() FROM {} WHERE id = $1 AND NOT finished FOR UPDATE",
-            crate::store::sql::JOB_COLUMNS,
-            self.sql.jobs
-        ))
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await
-        .map_err(|e| self.error(operation, e))?;
+        let row = sqlx::query(&self.sql.job.lock)
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await
+            .map_err(|e| self.error(operation, e))?;
         let Some(row) = row else { return Ok(None) };
         let now: DateTime<Utc> = row.try_get(7).map_err(|e| self.error(operation, e))?;
         let stored_row = read_job(&row).map_err(|unreadable| self.unreadable(unreadable.reason))?;
@@ -162,16 +142,12 @@ impl Node {
             }
             JobChange::Resume => next = entry.trigger.next_fire_time(None, now)?.map(Some),
             JobChange::RunNow => {
-                sqlx::query(&format!(
-                    "INSERT INTO {} (job_id, fire_time, due_at, state) VALUES ($1, $2, $2, 'pending') \
-                     ON CONFLICT (job_id, fire_time) DO NOTHING",
-                    self.sql.runs
-                ))
-                .bind(&id)
-                .bind(truncated(shared.now()))
-                .execute(tx.conn())
-                .await
-                .map_err(|e| self.error(operation, e))?;
+                sqlx::query(&self.sql.job.run_now)
+                    .bind(&id)
+                    .bind(truncated(shared.now()))
+                    .execute(tx.conn())
+                    .await
+                    .map_err(|e| self.error(operation, e))?;
                 self.commit(tx, Some(now), now, operation).await?;
                 return Ok(Some(Some(entry.snapshot(shared.timezone, &self.name))));
             }
@@ -187,19 +163,15 @@ impl Node {
         entry.next = next.map(|at| crate::core::NextRun::new(at, at));
         let row =
             stored(&entry).ok_or_else(|| self.unreadable("its task is not registered".into()))?;
-        sqlx::query(&format!(
-            "UPDATE {} SET name = $2, trigger = $3::jsonb, options = $4::jsonb, next_run_time = $5, \
-             revision = revision + 1, updated_at = now() WHERE id = $1",
-            self.sql.jobs
-        ))
-        .bind(&id)
-        .bind(&row.name)
-        .bind(row.trigger.to_string())
-        .bind(row.options.to_string())
-        .bind(next.map(truncated))
-        .execute(tx.conn())
-        .await
-        .map_err(|e| self.error(operation, e))?;
+        sqlx::query(&self.sql.job.update)
+            .bind(&id)
+            .bind(&row.name)
+            .bind(row.trigger.to_string())
+            .bind(row.options.to_string())
+            .bind(next.map(truncated))
+            .execute(tx.conn())
+            .await
+            .map_err(|e| self.error(operation, e))?;
         if drop_pending {
             self.drop_pending(tx.conn(), &id).await?;
         }
@@ -233,11 +205,8 @@ impl Node {
             .map_err(|e| self.error("remove all", e))?;
         // Jobs first: their delete waits for a node materializing them, whose pending runs the
         // second statement (a later snapshot) then sees.
-        for statement in [
-            format!("DELETE FROM {}", self.sql.jobs),
-            format!("DELETE FROM {} WHERE state = 'pending'", self.sql.runs),
-        ] {
-            sqlx::query(&statement)
+        for statement in [&self.sql.job.delete_all, &self.sql.job.drop_all_pending] {
+            sqlx::query(statement)
                 .execute(tx.conn())
                 .await
                 .map_err(|e| self.error("remove all", e))?;
@@ -246,28 +215,22 @@ impl Node {
     }
 
     async fn delete(&self, tx: &mut sqlx::PgConnection, id: &str) -> Result<bool> {
-        let deleted = sqlx::query(&format!(
-            "DELETE FROM {} WHERE id = $1 AND NOT finished",
-            self.sql.jobs
-        ))
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.error("remove", e))?;
+        let deleted = sqlx::query(&self.sql.job.delete)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error("remove", e))?;
         self.drop_pending(tx, id).await?;
         Ok(deleted.rows_affected() > 0)
     }
 
     /// Runs of the job not claimed yet are dropped when it is paused, rescheduled or removed.
     async fn drop_pending(&self, tx: &mut sqlx::PgConnection, id: &str) -> Result<()> {
-        sqlx::query(&format!(
-            "DELETE FROM {} WHERE job_id = $1 AND state = 'pending'",
-            self.sql.runs
-        ))
-        .bind(id)
-        .execute(tx)
-        .await
-        .map_err(|e| self.error("change job", e))?;
+        sqlx::query(&self.sql.job.drop_pending)
+            .bind(id)
+            .execute(tx)
+            .await
+            .map_err(|e| self.error("change job", e))?;
         Ok(())
     }
 
@@ -313,4 +276,55 @@ fn refuse_nul(row: &StoredJob) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The statements of callers' changes to a cluster's jobs, with the store's table names in them.
+pub(crate) struct JobStatements {
+    insert: String,
+    replace: String,
+    get: String,
+    all: String,
+    lock: String,
+    update: String,
+    run_now: String,
+    delete: String,
+    drop_pending: String,
+    delete_all: String,
+    drop_all_pending: String,
+}
+
+impl JobStatements {
+    pub(crate) fn new(jobs: &str, runs: &str) -> JobStatements {
+        let columns = crate::store::sql::JOB_COLUMNS;
+        let insert = format!(
+            "INSERT INTO {jobs} AS j (id, name, task, args, trigger, options, next_run_time) \
+             VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7)"
+        );
+        JobStatements {
+            replace: format!(
+                "{insert} ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, task = EXCLUDED.task, \
+                 args = EXCLUDED.args, trigger = EXCLUDED.trigger, options = EXCLUDED.options, \
+                 next_run_time = EXCLUDED.next_run_time, finished = false, \
+                 revision = j.revision + 1, updated_at = now()"
+            ),
+            insert: format!("{insert} ON CONFLICT (id) DO NOTHING"),
+            get: format!("SELECT {columns} FROM {jobs} WHERE id = $1 AND NOT finished"),
+            all: format!("SELECT {columns} FROM {jobs} WHERE NOT finished"),
+            lock: format!(
+                "SELECT {columns}, now() FROM {jobs} WHERE id = $1 AND NOT finished FOR UPDATE"
+            ),
+            update: format!(
+                "UPDATE {jobs} SET name = $2, trigger = $3::jsonb, options = $4::jsonb, \
+                 next_run_time = $5, revision = revision + 1, updated_at = now() WHERE id = $1"
+            ),
+            run_now: format!(
+                "INSERT INTO {runs} (job_id, fire_time, due_at, state) \
+                 VALUES ($1, $2, $2, 'pending') ON CONFLICT (job_id, fire_time) DO NOTHING"
+            ),
+            delete: format!("DELETE FROM {jobs} WHERE id = $1 AND NOT finished"),
+            drop_pending: format!("DELETE FROM {runs} WHERE job_id = $1 AND state = 'pending'"),
+            delete_all: format!("DELETE FROM {jobs}"),
+            drop_all_pending: format!("DELETE FROM {runs} WHERE state = 'pending'"),
+        }
+    }
 }

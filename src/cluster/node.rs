@@ -1014,8 +1014,8 @@ impl Candidate {
 /// Cluster mode's statements, with the store's table names in them.
 pub(crate) struct Statements {
     pub(crate) channel: String,
-    pub(crate) jobs: String,
-    pub(crate) runs: String,
+    /// The statements of callers' job changes (`jobs.rs`).
+    pub(crate) job: super::jobs::JobStatements,
     join: String,
     renew: String,
     reap: String,
@@ -1155,8 +1155,7 @@ impl Statements {
                    (SELECT count(*) FROM {runs} r WHERE r.state = 'running' AND r.owner = n.id) \
                  FROM {nodes} n WHERE n.lease_until > now() ORDER BY n.id"
             ),
-            jobs,
-            runs,
+            job: super::jobs::JobStatements::new(&jobs, &runs),
         }
     }
 }
