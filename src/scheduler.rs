@@ -577,7 +577,7 @@ impl Scheduler {
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn node_id(&self) -> Option<&str> {
-        self.shared.clusters.first().map(|node| node.id.as_str())
+        self.shared.clusters.first().map(|node| &*node.id)
     }
 
     /// The cluster named `name`, if this scheduler is a node of one by that name.

@@ -34,9 +34,8 @@ const MAX_CATCH_UP: usize = 100;
 pub(crate) struct Node {
     /// The store's name in the scheduler.
     pub(crate) name: Arc<str>,
-    pub(crate) id: String,
-    /// The id again, shared with every run's context.
-    node_name: Arc<str>,
+    /// Shared with every run's context.
+    pub(crate) id: Arc<str>,
     pub(crate) store: PostgresStore,
     /// The node's own connections (the store's server and settings): their sessions end a
     /// transaction left idle longer than the lease (a frozen node's), releasing its locks.
@@ -89,8 +88,7 @@ impl Node {
             is_default,
             invalid: cluster.validate(&id).err(),
             name,
-            node_name: Arc::from(id.as_str()),
-            id,
+            id: Arc::from(id),
             sql,
             store: cluster.store,
             lease: cluster.lease,
@@ -220,7 +218,7 @@ impl Node {
     async fn join(&self, shared: &Shared) -> Result<(), sqlx::Error> {
         let sent = Instant::now();
         sqlx::query(&self.sql.join)
-            .bind(&self.id)
+            .bind(&*self.id)
             .bind(self.lease.as_secs_f64())
             .execute(self.pool())
             .await?;
@@ -244,7 +242,7 @@ impl Node {
         drop(state);
         tracing::warn!(node = %self.id, "apsched: cluster lease lost; claiming stops until the node rejoins");
         shared.emit(|| Event::NodeLeaseLost {
-            node: self.id.clone(),
+            node: self.id.to_string(),
         });
     }
 
@@ -268,7 +266,7 @@ impl Node {
             retry_at = sent + self.renew_every() / 4;
             let running = i32::try_from(self.in_flight.load(Ordering::Relaxed)).unwrap_or(i32::MAX);
             let renewal = sqlx::query(&self.sql.renew)
-                .bind(&self.id)
+                .bind(&*self.id)
                 .bind(self.lease.as_secs_f64())
                 .bind(running)
                 .execute(self.pool());
@@ -322,7 +320,7 @@ impl Node {
     /// when any it has are its previous life's.
     async fn reap(&self, shared: &Shared, own_too: bool) -> Result<(), sqlx::Error> {
         let rows = sqlx::query(&self.sql.reap)
-            .bind(own_too.then_some(self.id.as_str()))
+            .bind(own_too.then_some(&*self.id))
             .fetch_all(self.pool())
             .await?;
         for row in &rows {
@@ -739,7 +737,7 @@ impl Node {
             }
         }
         let fences: Vec<(i64, i64)> = sqlx::query_as(&self.sql.claim)
-            .bind(&self.id)
+            .bind(&*self.id)
             .bind(admitted.iter().map(|(c, _)| c.run_id).collect::<Vec<_>>())
             .fetch_all(tx.conn())
             .await?;
@@ -803,7 +801,7 @@ impl Node {
                 task,
                 scheduled: candidate.fire_time,
                 token: token.child_token(),
-                node: Arc::clone(&self.node_name),
+                node: Arc::clone(&self.id),
                 done: self.done_tx.clone(),
             };
             self.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -861,7 +859,7 @@ impl Node {
         // UNNEST once per running row, quadratic in the batch (60 ms for 500 runs).
         let written: Vec<i64> = sqlx::query_scalar(&self.sql.complete)
             .persistent(false)
-            .bind(&self.id)
+            .bind(&*self.id)
             .bind(&ids)
             .bind(&fences)
             .bind(&states)
@@ -878,7 +876,7 @@ impl Node {
                 shared.emit(|| Event::RunFenced {
                     job_id: done.id.clone(),
                     scheduled_run_time: done.scheduled,
-                    node: self.id.clone(),
+                    node: self.id.to_string(),
                 });
             }
         }
@@ -897,11 +895,11 @@ impl Node {
         let left = async {
             let mut tx = Tx::begin(self.pool()).await?;
             let abandoned: Vec<(String, DateTime<Utc>)> = sqlx::query_as(&self.sql.abandon_own)
-                .bind(&self.id)
+                .bind(&*self.id)
                 .fetch_all(tx.conn())
                 .await?;
             sqlx::query(&self.sql.leave)
-                .bind(&self.id)
+                .bind(&*self.id)
                 .execute(tx.conn())
                 .await?;
             tx.commit().await?;
@@ -913,7 +911,7 @@ impl Node {
                     shared.emit(|| Event::RunAbandoned {
                         job_id: JobId::new(&job_id),
                         scheduled_run_time: fire_time,
-                        node: self.id.clone(),
+                        node: self.id.to_string(),
                         retried: false,
                     });
                 }

@@ -190,8 +190,6 @@ pub(crate) struct RunEnv {
     shared: Arc<Shared>,
     /// To hand jobs a scheduler handle without keeping the core alive through itself.
     weak_tx: mpsc::WeakSender<Command>,
-    /// Cancelled when shutdown stops waiting for runs.
-    cancel: CancellationToken,
     blocking_permits: Arc<Semaphore>,
     /// Where runs report their end (a lock-free queue, drained by the core in batches).
     done: mpsc::UnboundedSender<RunDone>,
@@ -208,7 +206,6 @@ impl RunEnv {
     ) -> (Arc<RunEnv>, mpsc::UnboundedReceiver<RunDone>) {
         let (done, reports) = mpsc::unbounded_channel();
         let env = RunEnv {
-            cancel: shared.runs_cancel.clone(),
             shared,
             weak_tx,
             blocking_permits: Arc::new(Semaphore::new(max_blocking_jobs)),
@@ -225,12 +222,12 @@ impl RunEnv {
     }
 
     pub(crate) fn cancellation_token(&self) -> &CancellationToken {
-        &self.cancel
+        &self.shared.runs_cancel
     }
 
     /// Cancels every run's token (a shutdown stopped waiting for them).
     pub(super) fn cancel_runs(&self) {
-        self.cancel.cancel();
+        self.shared.runs_cancel.cancel();
     }
 }
 
@@ -321,7 +318,7 @@ impl Launch<'_> {
                 match (cancellable, &claim) {
                     // A claim's token is a child of the scheduler's: cancelled by either.
                     (true, Some(claim)) => claim.token.cancelled().await,
-                    (true, None) => env.cancel.cancelled().await,
+                    (true, None) => env.shared.runs_cancel.cancelled().await,
                     (false, _) => std::future::pending::<()>().await,
                 }
             };
