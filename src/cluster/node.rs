@@ -990,12 +990,12 @@ struct Candidate {
 
 impl Candidate {
     fn read(row: &PgRow) -> Result<Candidate, sqlx::Error> {
+        // Options that do not decode were set aside when the job was materialized; a row
+        // changed behind the cluster's back since gets the defaults.
         let options: serde_json::Value = row.try_get(6)?;
-        let max_instances = options
-            .get("max_instances")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(1)
+        let max_instances = serde_json::from_value::<JobOptions>(options)
+            .unwrap_or_default()
+            .max_instances
             .max(1);
         Ok(Candidate {
             run_id: row.try_get(0)?,
