@@ -75,6 +75,32 @@ pub enum Event {
         /// The error's message, or the panic's.
         message: String,
     },
+    /// A run passed its job's [`timeout`](crate::JobOptions::timeout): its token was
+    /// cancelled, and it was stopped (an async run) or left to end on its own (a blocking one,
+    /// which keeps its place under `max_instances` until it does). Retried only if the job's
+    /// [`RetryPolicy`](crate::RetryPolicy) says so; else this is the run's outcome.
+    JobTimedOut {
+        /// The job.
+        job_id: JobId,
+        /// The fire time the run stood for.
+        scheduled_run_time: DateTime<Utc>,
+        /// How long it had run when it was reported.
+        elapsed: Duration,
+    },
+    /// An attempt of a run failed (or timed out) and its job's
+    /// [`RetryPolicy`](crate::RetryPolicy) tries it again, after `delay`.
+    JobRetrying {
+        /// The job.
+        job_id: JobId,
+        /// The fire time the run stands for (the same for every attempt).
+        scheduled_run_time: DateTime<Utc>,
+        /// The attempt to come (2 for the first retry).
+        attempt: u32,
+        /// How long until it starts.
+        delay: Duration,
+        /// Why the last attempt failed.
+        message: String,
+    },
     /// A run was skipped because it was later than the job's `misfire_grace_time`. Consecutive
     /// skipped runs of one job are reported by one event, naming the first.
     JobMissed {
@@ -167,6 +193,8 @@ impl Event {
             | Event::JobError { job_id, .. }
             | Event::JobMissed { job_id, .. }
             | Event::JobMaxInstances { job_id, .. }
+            | Event::JobTimedOut { job_id, .. }
+            | Event::JobRetrying { job_id, .. }
             | Event::RunFenced { job_id, .. }
             | Event::RunAbandoned { job_id, .. } => Some(job_id),
             _ => None,
@@ -204,6 +232,8 @@ impl Event {
             Event::RunFenced { .. } => EventMask::RUN_FENCED,
             Event::RunAbandoned { .. } => EventMask::RUN_ABANDONED,
             Event::NodeLeaseLost { .. } => EventMask::NODE_LEASE_LOST,
+            Event::JobTimedOut { .. } => EventMask::JOB_TIMED_OUT,
+            Event::JobRetrying { .. } => EventMask::JOB_RETRYING,
         }
     }
 }
@@ -270,8 +300,12 @@ impl EventMask {
     pub const RUN_ABANDONED: EventMask = EventMask(1 << 18);
     /// [`Event::NodeLeaseLost`].
     pub const NODE_LEASE_LOST: EventMask = EventMask(1 << 19);
+    /// [`Event::JobTimedOut`].
+    pub const JOB_TIMED_OUT: EventMask = EventMask(1 << 20);
+    /// [`Event::JobRetrying`].
+    pub const JOB_RETRYING: EventMask = EventMask(1 << 21);
     /// Every event kind.
-    pub const ALL: EventMask = EventMask((1 << 20) - 1);
+    pub const ALL: EventMask = EventMask((1 << 22) - 1);
 
     /// Whether `event` is of a kind in this set.
     pub fn matches(self, event: &Event) -> bool {
@@ -329,7 +363,7 @@ impl std::ops::Not for EventMask {
 
 impl std::fmt::Debug for EventMask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const NAMES: [&str; 20] = [
+        const NAMES: [&str; 22] = [
             "SCHEDULER_STARTED",
             "SCHEDULER_PAUSED",
             "SCHEDULER_RESUMED",
@@ -350,6 +384,8 @@ impl std::fmt::Debug for EventMask {
             "RUN_FENCED",
             "RUN_ABANDONED",
             "NODE_LEASE_LOST",
+            "JOB_TIMED_OUT",
+            "JOB_RETRYING",
         ];
         if *self == EventMask::ALL {
             return f.write_str("EventMask(ALL)");

@@ -195,6 +195,17 @@ pub struct JobOptions {
     /// being reported abandoned (at most once, the default). Unused outside a cluster.
     #[serde(default)]
     pub retry_abandoned: bool,
+    /// How long a run may take. Past it, the run's
+    /// [`cancellation_token`](JobContext::cancellation_token) is cancelled; an async run still
+    /// going after the scheduler's [timeout grace](crate::SchedulerBuilder::timeout_grace) is
+    /// dropped, and the run is reported [`JobTimedOut`](crate::Event::JobTimedOut). A blocking
+    /// run cannot be stopped: it is reported timed out and keeps its blocking worker and its
+    /// place under `max_instances` until it returns. Default: none. In JSON, seconds or `null`.
+    #[serde(default, with = "crate::serde_util::opt_seconds")]
+    pub timeout: Option<Duration>,
+    /// Whether and how a failed run is tried again. Default: none (a failed run stays failed).
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
 }
 
 impl Default for JobOptions {
@@ -204,6 +215,8 @@ impl Default for JobOptions {
             coalesce: true,
             max_instances: 1,
             retry_abandoned: false,
+            timeout: None,
+            retry: None,
         }
     }
 }
@@ -237,6 +250,20 @@ impl JobOptions {
         self
     }
 
+    /// How long a run may take before it is cancelled (see [`timeout`](Self::timeout)).
+    #[must_use]
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = timeout.into();
+        self
+    }
+
+    /// How failed runs are tried again (`None`: they are not).
+    #[must_use]
+    pub fn retry(mut self, policy: impl Into<Option<RetryPolicy>>) -> Self {
+        self.retry = policy.into();
+        self
+    }
+
     pub(crate) fn validate(&self) -> crate::Result<()> {
         if self.max_instances == 0 {
             return Err(crate::Error::InvalidOption {
@@ -244,6 +271,156 @@ impl JobOptions {
                 value: "0".into(),
                 reason: "at least one instance must be allowed".into(),
             });
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(crate::Error::InvalidOption {
+                option: "timeout",
+                value: "0s".into(),
+                reason: "a run needs some time: give a positive timeout, or none".into(),
+            });
+        }
+        if let Some(retry) = &self.retry {
+            retry.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The options that change how a run goes once started, if any is set.
+    pub(crate) fn run_control(&self) -> Option<RunControl> {
+        (self.timeout.is_some() || self.retry.is_some()).then_some(RunControl {
+            timeout: self.timeout,
+            retry: self.retry,
+        })
+    }
+}
+
+/// A job's [`timeout`](JobOptions::timeout) and [`retry`](JobOptions::retry): kept apart from
+/// the other options, which every job pays for, since few jobs set them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RunControl {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retry: Option<RetryPolicy>,
+}
+
+/// How a failed run is tried again: up to `max_attempts` attempts in all, the `n`th retry
+/// after a delay drawn uniformly from zero to `min(cap, base × 2ⁿ⁻¹)` (exponential backoff
+/// with full jitter, so many jobs failing together do not retry together).
+///
+/// Errors and panics are retried; a timed-out run only with
+/// [`retry_timeouts`](Self::retry_timeouts). Each retry is an attempt of the same run: the
+/// same fire time, [`JobContext::attempt`] counting up, a
+/// [`JobRetrying`](crate::Event::JobRetrying) event before it, and one final outcome. A run
+/// waiting for its retry counts against `max_instances`; a durable job's pending retry is in
+/// its store, so a restarted scheduler carries it out.
+///
+/// In JSON: `{"max_attempts": 3, "base": 1.0, "cap": 60.0, "retry_timeouts": false}`
+/// (seconds).
+///
+/// ```
+/// use apsched::{JobOptions, RetryPolicy};
+/// use std::time::Duration;
+///
+/// let retry = RetryPolicy::new(5).backoff(Duration::from_secs(2), Duration::from_secs(60));
+/// let options = JobOptions::default().retry(retry).timeout(Duration::from_secs(30));
+/// assert_eq!(options.retry.unwrap().max_attempts, 5);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1; 1 never retries).
+    pub max_attempts: u32,
+    /// The first retry's delay bound; each further retry doubles it. Default 1 s.
+    #[serde(
+        with = "crate::serde_util::seconds",
+        default = "RetryPolicy::default_base"
+    )]
+    pub base: Duration,
+    /// The bound no delay goes past. Default 5 minutes.
+    #[serde(
+        with = "crate::serde_util::seconds",
+        default = "RetryPolicy::default_cap"
+    )]
+    pub cap: Duration,
+    /// Whether a timed-out run is retried too. Default `false`: a run that hangs once is
+    /// likely to hang again.
+    #[serde(default)]
+    pub retry_timeouts: bool,
+}
+
+impl RetryPolicy {
+    /// Up to `max_attempts` attempts in all, after 1 s, 2 s, 4 s, ... (at most 5 minutes),
+    /// each jittered.
+    pub fn new(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            base: RetryPolicy::default_base(),
+            cap: RetryPolicy::default_cap(),
+            retry_timeouts: false,
+        }
+    }
+
+    fn default_base() -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn default_cap() -> Duration {
+        Duration::from_secs(300)
+    }
+
+    /// The first retry's delay bound, and the bound no delay passes.
+    #[must_use]
+    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.base = base;
+        self.cap = cap;
+        self
+    }
+
+    /// Whether timed-out runs are retried too.
+    #[must_use]
+    pub fn retry_timeouts(mut self, retry: bool) -> Self {
+        self.retry_timeouts = retry;
+        self
+    }
+
+    /// The bound of the delay before attempt `next` (2 for the first retry):
+    /// `min(cap, base × 2^(next - 2))`.
+    pub fn max_delay(&self, next: u32) -> Duration {
+        2_u32
+            .checked_pow(next.saturating_sub(2))
+            .and_then(|factor| self.base.checked_mul(factor))
+            .map_or(self.cap, |delay| delay.min(self.cap))
+    }
+
+    /// A delay before attempt `next`, drawn uniformly up to [`max_delay`](Self::max_delay).
+    pub(crate) fn delay(&self, next: u32) -> Duration {
+        use rand::Rng;
+        let bound = self.max_delay(next);
+        let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rand::rng().random_range(0..=nanos))
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        let refuse = |option, value: String, reason: &str| {
+            Err(crate::Error::InvalidOption {
+                option,
+                value,
+                reason: reason.into(),
+            })
+        };
+        if self.max_attempts == 0 {
+            return refuse(
+                "retry.max_attempts",
+                "0".into(),
+                "at least one attempt is made: give 1 for none after it",
+            );
+        }
+        if self.cap < self.base {
+            return refuse(
+                "retry.cap",
+                format!("{:?} (base {:?})", self.cap, self.base),
+                "the cap must not be below the base",
+            );
         }
         Ok(())
     }
@@ -305,7 +482,7 @@ impl Job {
 impl Serialize for Job {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut job = s.serialize_struct("Job", 10)?;
+        let mut job = s.serialize_struct("Job", 12)?;
         job.serialize_field("id", &self.id)?;
         job.serialize_field("name", &self.name)?;
         job.serialize_field("trigger", &self.trigger)?;
@@ -313,6 +490,11 @@ impl Serialize for Job {
         job.serialize_field("misfire_grace_time", &self.options.misfire_grace_time)?;
         job.serialize_field("coalesce", &self.options.coalesce)?;
         job.serialize_field("max_instances", &self.options.max_instances)?;
+        job.serialize_field(
+            "timeout",
+            &self.options.timeout.map(|timeout| timeout.as_secs_f64()),
+        )?;
+        job.serialize_field("retry", &self.options.retry)?;
         job.serialize_field("paused", &self.is_paused())?;
         job.serialize_field("store", &*self.store)?;
         job.serialize_field("task", &self.task)?;
@@ -347,6 +529,10 @@ pub struct JobContext {
     env: Arc<RunEnv>,
     /// Set for a run a cluster node claimed.
     claim: Option<Arc<Claim>>,
+    attempt: u32,
+    /// The run's own token, for a run with a timeout (a child of the scheduler's or the
+    /// claim's).
+    token: Option<CancellationToken>,
 }
 
 /// What a run claimed in a cluster carries: its fence, and the token its node cancels when
@@ -375,6 +561,8 @@ impl JobContext {
         scheduled_run_time: DateTime<Utc>,
         env: Arc<RunEnv>,
         claim: Option<Arc<Claim>>,
+        attempt: u32,
+        token: Option<CancellationToken>,
     ) -> JobContext {
         JobContext {
             id,
@@ -382,6 +570,8 @@ impl JobContext {
             scheduled_run_time,
             env,
             claim,
+            attempt,
+            token,
         }
     }
 
@@ -401,13 +591,21 @@ impl JobContext {
         self.scheduled_run_time
     }
 
-    /// Cancelled when the scheduler stops waiting for this run (`shutdown_timeout` expired),
-    /// and in a cluster also when this node loses its lease (the run may be reaped and its
-    /// outcome fenced off). Long jobs can select on `cancelled()` to stop cleanly.
+    /// Which attempt of the run this is: 1, then 2 for the first retry (see
+    /// [`RetryPolicy`]).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Cancelled when the run passes its job's [`timeout`](JobOptions::timeout), when the
+    /// scheduler stops waiting for it (`shutdown_timeout` expired), and in a cluster also when
+    /// this node loses its lease (the run may be reaped and its outcome fenced off). Long jobs
+    /// can select on `cancelled()` to stop cleanly.
     pub fn cancellation_token(&self) -> &CancellationToken {
-        match &self.claim {
-            Some(claim) => &claim.token,
-            None => self.env.cancellation_token(),
+        match (&self.token, &self.claim) {
+            (Some(token), _) => token,
+            (None, Some(claim)) => &claim.token,
+            (None, None) => self.env.cancellation_token(),
         }
     }
 
@@ -465,10 +663,12 @@ impl fmt::Display for Name {
 /// message (or the panic's).
 pub(crate) type RunResult = Result<Option<serde_json::Value>, String>;
 
-/// The value a task returns: `()`, or `Result<T, E>` where `T` is `()` or any `Serialize`
-/// value (kept in the run's history as JSON) and `E` converts into
-/// `Box<dyn Error + Send + Sync>` (any `std::error::Error + Send + Sync`, `anyhow::Error`,
-/// `String`, `&str`).
+/// The value a task returns: `()`; a plain value (a number, `bool`, `String`,
+/// `serde_json::Value`, or a `Vec` or `Option` of any `Serialize` type), kept in the run's
+/// history as JSON; or `Result<T, E>` where `T` is `()` or any `Serialize` value and `E`
+/// converts into `Box<dyn Error + Send + Sync>` (any `std::error::Error + Send + Sync`,
+/// `anyhow::Error`, `String`, `&str`). Another `Serialize` type is returned as
+/// `Ok::<_, Infallible>(value)`.
 ///
 /// An error becomes the run's message with its whole `source()` chain, `outer: inner: root`.
 #[diagnostic::on_unimplemented(
@@ -501,6 +701,49 @@ where
             },
             Err(error) => Err(error_chain(&*error.into())),
         }
+    }
+}
+
+/// A plain value is a success, kept as JSON; any other `Serialize` type can be returned as
+/// `Ok::<_, Infallible>(value)` (a blanket impl would overlap `Result`'s).
+macro_rules! plain_outputs {
+    ($($t:ty),* $(,)?) => {$(
+        impl JobOutput for $t {
+            fn into_result(self) -> Result<Option<serde_json::Value>, String> {
+                Ok::<_, std::convert::Infallible>(self).into_result()
+            }
+        }
+    )*};
+}
+
+plain_outputs!(
+    serde_json::Value,
+    String,
+    &'static str,
+    bool,
+    i8,
+    i16,
+    i32,
+    i64,
+    isize,
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+    f32,
+    f64,
+);
+
+impl<T: Serialize + Send + 'static> JobOutput for Vec<T> {
+    fn into_result(self) -> Result<Option<serde_json::Value>, String> {
+        Ok::<_, std::convert::Infallible>(self).into_result()
+    }
+}
+
+impl<T: Serialize + Send + 'static> JobOutput for Option<T> {
+    fn into_result(self) -> Result<Option<serde_json::Value>, String> {
+        Ok::<_, std::convert::Infallible>(self).into_result()
     }
 }
 

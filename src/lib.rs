@@ -107,11 +107,12 @@ pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{Cause, Error, Result};
 pub use event::{Event, EventMask, EventStream};
 pub use job::{
-    marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, MisfireGrace, Task,
+    marker, IntoTask, Job, JobContext, JobId, JobOptions, JobOutput, MisfireGrace, RetryPolicy,
+    Task,
 };
 pub use registry::TaskRegistry;
 pub use scheduler::{
-    AbandonedRun, AddJob, AddJobFuture, ImportReport, ModifyJob, OnConflict, Scheduler,
+    AbandonedRun, AddJob, AddJobFuture, ImportReport, ModifyJob, OnConflict, RunHandle, Scheduler,
     SchedulerBuilder, SchedulerState, MAX_PREVIEW,
 };
 pub use sync::{BackgroundScheduler, BlockingScheduler};

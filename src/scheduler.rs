@@ -94,6 +94,7 @@ pub struct SchedulerBuilder {
     tasks: TaskRegistry,
     history_retention: Duration,
     memory_history: usize,
+    timeout_grace: Duration,
     #[cfg(feature = "postgres")]
     clusters: Vec<(String, crate::cluster::Cluster)>,
 }
@@ -132,6 +133,7 @@ impl Default for SchedulerBuilder {
             tasks: TaskRegistry::new(),
             history_retention: Duration::from_secs(7 * 86_400),
             memory_history: 1000,
+            timeout_grace: Duration::from_secs(5),
             #[cfg(feature = "postgres")]
             clusters: Vec::new(),
         }
@@ -257,6 +259,14 @@ impl SchedulerBuilder {
         self
     }
 
+    /// How long a run past its [`timeout`](JobOptions::timeout) has, once its token is
+    /// cancelled, to end on its own before an async run is dropped (at its next `.await`).
+    /// Default 5 s.
+    pub fn timeout_grace(mut self, grace: Duration) -> Self {
+        self.timeout_grace = grace;
+        self
+    }
+
     /// Where wall-clock time comes from. Default [`SystemClock`]; tests use
     /// [`TestClock`](crate::TestClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -320,9 +330,47 @@ impl SchedulerBuilder {
                 failure_log_level: self.failure_log_level,
                 history_retention: self.history_retention,
                 memory_history: self.memory_history,
+                timeout_grace: self.timeout_grace,
             },
         );
         Scheduler { tx, shared }
+    }
+}
+
+/// A run submitted by [`Scheduler::run_job_now`]: [`outcome`](Self::outcome) waits for how
+/// it went. Dropping the handle changes nothing; the run goes on.
+pub struct RunHandle {
+    outcome: oneshot::Receiver<RunRecord>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle").finish_non_exhaustive()
+    }
+}
+
+impl RunHandle {
+    /// Waits for the run's outcome: its state (succeeded, failed, timed out, or skipped for
+    /// `max_instances`), attempts, times, the JSON value it returned or its error message.
+    /// A retried run answers after its last attempt.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] (or [`Error::Closed`]) if the scheduler stopped before the run had
+    /// an outcome; in a [cluster](crate::cluster), [`Error::InvalidState`] at once: the run is
+    /// the cluster's, and its outcome is in [`Scheduler::get_job_runs`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a dropped wait changes nothing.
+    pub async fn outcome(self) -> Result<RunRecord> {
+        self.outcome.await.map_err(|_| match self.shared.state() {
+            SchedulerState::Closed => Error::Closed,
+            SchedulerState::ShutDown => Error::Shutdown,
+            state => Error::InvalidState {
+                state,
+                action: "wait for the outcome of a cluster run (read it with get_job_runs)",
+            },
+        })
     }
 }
 
@@ -788,21 +836,46 @@ impl Scheduler {
     }
 
     /// Runs a job once now, outside its schedule (which does not change). The run counts
-    /// against `max_instances`.
+    /// against `max_instances`. The [`RunHandle`] it returns gives the run's outcome; dropping
+    /// it changes nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> apsched::Result<()> {
+    /// use apsched::{store::RunState, trigger::Interval, Scheduler};
+    ///
+    /// async fn count() -> Result<u32, std::io::Error> {
+    ///     Ok(42)
+    /// }
+    ///
+    /// let scheduler = Scheduler::new();
+    /// scheduler.add_job(count, Interval::hours(1)).id("count").await?;
+    /// scheduler.start().await?;
+    /// let outcome = scheduler.run_job_now("count").await?.outcome().await?;
+    /// assert_eq!(outcome.state, RunState::Succeeded);
+    /// assert_eq!(outcome.result, Some(serde_json::json!(42)));
+    /// # scheduler.shutdown().await
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`Error::JobNotFound`], [`Error::Shutdown`], [`Error::InvalidState`] before start.
     ///
     /// # Cancel safety
     /// As [`pause_job`](Self::pause_job): dropped before the core took it, nothing runs.
-    pub async fn run_job_now(&self, id: &str) -> Result<()> {
+    pub async fn run_job_now(&self, id: &str) -> Result<RunHandle> {
         if self.state() == SchedulerState::Stopped {
             return Err(Error::InvalidState {
                 state: SchedulerState::Stopped,
                 action: "run a job",
             });
         }
-        self.change(id, JobChange::RunNow).await.map(drop)
+        let (waiter, outcome) = oneshot::channel();
+        self.change(id, JobChange::RunNow(Some(waiter))).await?;
+        Ok(RunHandle {
+            outcome,
+            shared: Arc::clone(&self.shared),
+        })
     }
 
     /// Removes a job. Runs under way finish.
@@ -1407,6 +1480,20 @@ impl AddJob<'_> {
         self
     }
 
+    /// How long a run may take before it is cancelled, then stopped (see
+    /// [`JobOptions::timeout`]). Default: the scheduler's job defaults (none).
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.options.timeout = timeout.into();
+        self
+    }
+
+    /// How a failed run is tried again (see [`RetryPolicy`](crate::RetryPolicy)). Default:
+    /// the scheduler's job defaults (not at all).
+    pub fn retry(mut self, policy: impl Into<Option<crate::RetryPolicy>>) -> Self {
+        self.options.retry = policy.into();
+        self
+    }
+
     /// Replace a job with the same id instead of failing with [`Error::ConflictingId`].
     pub fn replace_existing(mut self, replace: bool) -> Self {
         self.replace_existing = replace;
@@ -1645,6 +1732,18 @@ impl ModifyJob<'_> {
         self.changes.max_instances = Some(max);
         self
     }
+
+    /// A new timeout (`None`: none). Runs under way keep the one they started with.
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.changes.timeout = Some(timeout.into());
+        self
+    }
+
+    /// A new retry policy (`None`: failed runs are not tried again).
+    pub fn retry(mut self, policy: impl Into<Option<crate::RetryPolicy>>) -> Self {
+        self.changes.retry = Some(policy.into());
+        self
+    }
 }
 
 impl<'a> IntoFuture for ModifyJob<'a> {
@@ -1653,9 +1752,8 @@ impl<'a> IntoFuture for ModifyJob<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            if let Some(max) = self.changes.max_instances {
-                JobOptions::default().max_instances(max).validate()?;
-            }
+            // The defaults are valid: this checks the values changed.
+            self.changes.applied_to(JobOptions::default()).validate()?;
             self.scheduler
                 .change(self.id, JobChange::Modify(self.changes))
                 .await?

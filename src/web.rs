@@ -138,6 +138,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
@@ -150,7 +151,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::trigger::Trigger;
-use crate::{Error, Job, MisfireGrace, Scheduler, SchedulerState, TaskRegistry, Zone};
+use crate::{Error, Job, MisfireGrace, RetryPolicy, Scheduler, SchedulerState, TaskRegistry, Zone};
 
 /// The management routes over `scheduler`, with the defaults: no adding over HTTP, no guard.
 /// Mount it with `app.nest("/scheduler", web::router(scheduler))`.
@@ -462,6 +463,12 @@ struct NewJob {
     misfire_grace_time: Option<MisfireGrace>,
     coalesce: Option<bool>,
     max_instances: Option<u32>,
+    /// Absent: the scheduler's default; `null`: none.
+    #[serde(default, deserialize_with = "present_seconds")]
+    timeout: Option<Option<Duration>>,
+    /// Absent: the scheduler's default; `null`: none.
+    #[serde(default, deserialize_with = "present_retry")]
+    retry: Option<Option<RetryPolicy>>,
     #[serde(default)]
     replace_existing: bool,
     #[serde(default)]
@@ -477,6 +484,22 @@ where
     D: serde::Deserializer<'de>,
 {
     MisfireGrace::deserialize(d).map(Some)
+}
+
+/// As [`present`], for a timeout in seconds.
+fn present_seconds<'de, D>(d: D) -> Result<Option<Option<Duration>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    crate::serde_util::opt_seconds::deserialize(d).map(Some)
+}
+
+/// As [`present`], for a retry policy.
+fn present_retry<'de, D>(d: D) -> Result<Option<Option<RetryPolicy>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<RetryPolicy>::deserialize(d).map(Some)
 }
 
 async fn list_jobs(State(api): State<Arc<ApiState>>) -> ApiResult<Json<Vec<Job>>> {
@@ -546,6 +569,12 @@ async fn add_job(
     }
     if let Some(max) = new.max_instances {
         add = add.max_instances(max);
+    }
+    if let Some(timeout) = new.timeout {
+        add = add.timeout(timeout);
+    }
+    if let Some(retry) = new.retry {
+        add = add.retry(retry);
     }
     if new.paused {
         add = add.paused();

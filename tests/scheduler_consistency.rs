@@ -248,7 +248,7 @@ async fn commands_queued_behind_a_shutdown_are_refused() {
         .unwrap();
     let (shutdown, run_now) = tokio::join!(scheduler.shutdown(), scheduler.run_job_now("x"));
     shutdown.unwrap();
-    assert_eq!(run_now, Err(Error::Shutdown));
+    assert_eq!(run_now.unwrap_err(), Error::Shutdown);
     assert_eq!(runs.count(), 0, "nothing runs once a shutdown is queued");
 }
 

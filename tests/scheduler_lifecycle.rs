@@ -126,7 +126,7 @@ async fn every_call_after_shutdown_is_refused() {
     assert_eq!(s.resume_job(&job.id).await, Err(Error::Shutdown));
     assert_eq!(s.remove_job(&job.id).await, Err(Error::Shutdown));
     assert_eq!(s.remove_all_jobs().await, Err(Error::Shutdown));
-    assert_eq!(s.run_job_now(&job.id).await, Err(Error::Shutdown));
+    assert_eq!(s.run_job_now(&job.id).await.unwrap_err(), Error::Shutdown);
     assert_eq!(s.modify_job(&job.id).name("x").await, Err(Error::Shutdown));
     assert_eq!(
         s.reschedule_job(&job.id, Interval::hours(1)).await,

@@ -370,7 +370,7 @@ async fn bad_input_gets_a_typed_error_and_changes_nothing() {
     assert_eq!(scheduler.pause_job("nope").await, Err(missing()));
     assert_eq!(scheduler.resume_job("nope").await, Err(missing()));
     assert_eq!(scheduler.remove_job("nope").await, Err(missing()));
-    assert_eq!(scheduler.run_job_now("nope").await, Err(missing()));
+    assert_eq!(scheduler.run_job_now("nope").await.unwrap_err(), missing());
     assert_eq!(scheduler.modify_job("nope").name("n").await, Err(missing()));
     assert_eq!(
         scheduler.reschedule_job("nope", Interval::hours(1)).await,

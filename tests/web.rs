@@ -93,6 +93,8 @@ fn tick_json() -> Value {
         "misfire_grace_time": 1.0,
         "coalesce": true,
         "max_instances": 1,
+        "timeout": null,
+        "retry": null,
         "paused": false,
         "store": "default",
         "task": null
@@ -402,7 +404,9 @@ async fn adding_a_registered_task_schedules_it_with_its_arguments() {
         "args": { "name": "Ada", "times": 2 },
         "trigger": { "type": "interval", "period": 30.0 },
         "misfire_grace_time": null,
-        "max_instances": 3
+        "max_instances": 3,
+        "timeout": 30,
+        "retry": { "max_attempts": 3, "cap": 10 }
     });
     let (status, body) = call(&app, Method::POST, "/scheduler/jobs", Some(request)).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -421,6 +425,8 @@ async fn adding_a_registered_task_schedules_it_with_its_arguments() {
             "misfire_grace_time": null,
             "coalesce": true,
             "max_instances": 3,
+            "timeout": 30.0,
+            "retry": { "max_attempts": 3, "base": 1.0, "cap": 10.0, "retry_timeouts": false },
             "paused": false,
             "store": "default",
             "task": "greet"
@@ -499,6 +505,31 @@ async fn adding_refuses_bad_input_with_400() {
             json!({ "task": "greet", "args": { "name": "Ada", "times": 1 }, "trigger": every_minute, "max_instances": 0 }),
             "invalid_option",
             Some("max_instances"),
+        ),
+        (
+            json!({ "task": "greet", "args": { "name": "Ada", "times": 1 }, "trigger": every_minute, "timeout": 0 }),
+            "invalid_option",
+            Some("timeout"),
+        ),
+        (
+            json!({ "task": "greet", "args": { "name": "Ada", "times": 1 }, "trigger": every_minute, "retry": { "max_attempts": 0 } }),
+            "invalid_option",
+            Some("retry.max_attempts"),
+        ),
+        (
+            json!({ "task": "greet", "args": { "name": "Ada", "times": 1 }, "trigger": every_minute, "retry": { "max_attempts": 2, "base": 5, "cap": 1 } }),
+            "invalid_option",
+            Some("retry.cap"),
+        ),
+        (
+            json!({ "task": "greet", "trigger": every_minute, "retry": { "max_attempts": 2, "bsae": 5 } }),
+            "bad_request",
+            Some("retry.bsae"),
+        ),
+        (
+            json!({ "task": "greet", "trigger": every_minute, "timeout": -1 }),
+            "bad_request",
+            Some("timeout"),
         ),
         (
             json!({ "task": "greet", "trigger": { "type": "hourly" } }),

@@ -123,11 +123,11 @@ impl Node {
         let mut drop_pending = false;
         match change {
             JobChange::Modify(modification) => {
-                let options = modification.applied_to(entry.options.into());
+                let options = modification.applied_to(entry.options());
                 options.validate()?;
-                entry.options = options.into();
+                entry.set_options(options);
                 if let Some(name) = modification.name {
-                    entry.name = Some(name);
+                    entry.set_name(name);
                 }
             }
             JobChange::Reschedule(trigger) => {
@@ -141,7 +141,8 @@ impl Node {
                 drop_pending = true;
             }
             JobChange::Resume => next = entry.trigger.next_fire_time(None, now)?.map(Some),
-            JobChange::RunNow => {
+            // Its outcome is the cluster's: a waiter hears nothing (see `RunHandle::outcome`).
+            JobChange::RunNow(_) => {
                 sqlx::query(&self.sql.job.run_now)
                     .bind(&id)
                     .bind(truncated(shared.now()))

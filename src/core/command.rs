@@ -93,7 +93,8 @@ pub(crate) enum JobChange {
     Reschedule(Trigger),
     Pause,
     Resume,
-    RunNow,
+    /// With who waits for the run's outcome, if anyone.
+    RunNow(Option<super::run::Waiter>),
 }
 
 /// What `modify_job` changes; what is `None` stays.
@@ -103,6 +104,8 @@ pub(crate) struct Modification {
     pub(crate) misfire_grace_time: Option<MisfireGrace>,
     pub(crate) coalesce: Option<bool>,
     pub(crate) max_instances: Option<u32>,
+    pub(crate) timeout: Option<Option<std::time::Duration>>,
+    pub(crate) retry: Option<Option<crate::RetryPolicy>>,
 }
 
 impl Modification {
@@ -115,6 +118,12 @@ impl Modification {
         }
         if let Some(max) = self.max_instances {
             options = options.max_instances(max);
+        }
+        if let Some(timeout) = self.timeout {
+            options = options.timeout(timeout);
+        }
+        if let Some(retry) = self.retry {
+            options = options.retry(retry);
         }
         options
     }
@@ -264,7 +273,7 @@ impl Core {
         };
         let changes = match change {
             JobChange::Modify(modification) => {
-                let options = modification.applied_to(entry.options.into());
+                let options = modification.applied_to(entry.options());
                 let name = modification.name;
                 vec![Change::Modify { name, options }]
             }
@@ -284,8 +293,8 @@ impl Core {
                     return;
                 }
             },
-            JobChange::RunNow => {
-                self.submit(key, now, None);
+            JobChange::RunNow(waiter) => {
+                self.submit(key, now, None, waiter);
                 Vec::new()
             }
         };

@@ -140,10 +140,10 @@ impl Core {
             Change::Next(regular) => self.set_next(key, regular),
             Change::Modify { name, options } => {
                 if let Some(entry) = self.jobs.get_mut(key) {
-                    if name.is_some() {
-                        entry.name = name;
+                    if let Some(name) = name {
+                        entry.set_name(name);
                     }
-                    entry.options = options.into();
+                    entry.set_options(options);
                 }
             }
             Change::Reschedule { trigger, first } => {
@@ -174,11 +174,11 @@ pub(crate) fn stored(entry: &Entry) -> Option<StoredJob> {
     let (task, args) = entry.task.registered()?;
     Some(StoredJob {
         id: entry.id.to_string(),
-        name: entry.name.as_deref().map(str::to_string),
+        name: entry.given_name().map(|name| name.to_string()),
         task: task.to_string(),
         args: args.clone(),
         trigger: serde_json::to_value(&entry.trigger).ok()?,
-        options: serde_json::to_value(JobOptions::from(entry.options)).ok()?,
+        options: serde_json::to_value(entry.options()).ok()?,
         next_run_time: entry.next.map(|next| next.regular),
     })
 }

@@ -128,7 +128,7 @@ impl Core {
             self.missed(key, &id, scheduled);
         }
         if let Some(scheduled) = decision.run {
-            self.submit(key, scheduled, catch_up);
+            self.submit(key, scheduled, catch_up, None);
         }
         match decision.next {
             Ok(Some(regular)) => self.commit(key, Change::Next(Some(regular))),

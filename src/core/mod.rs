@@ -54,7 +54,7 @@ pub(crate) use table::{Entry, Index, Key, NextRun, StoreIndex};
 use self::command::reject;
 use self::commit::{Change, Removal};
 use self::due::DueQueue;
-use self::run::{RunDone, RunTask, Runs};
+use self::run::{Retries, RunDone, RunTask, Runs};
 use self::store::{FromWriter, History, Pending, Starting, ToWriter};
 use self::table::JobTable;
 use crate::store::Write;
@@ -81,6 +81,8 @@ pub(crate) struct Settings {
     pub(crate) history_retention: Duration,
     /// How many runs of memory-store jobs the core remembers.
     pub(crate) memory_history: usize,
+    /// How long a run past its timeout has to end once cancelled.
+    pub(crate) timeout_grace: Duration,
 }
 
 /// What the handles and the core share: the clock, the events, the id index, and the
@@ -235,6 +237,11 @@ impl Lifecycle {
     fn runs_jobs(&self) -> bool {
         matches!(self, Lifecycle::Running)
     }
+
+    /// Whether a failed run may be tried again (it waits out a pause).
+    fn retries(&self) -> bool {
+        matches!(self, Lifecycle::Running | Lifecycle::Paused)
+    }
 }
 
 /// Spawns a scheduler's core on the current Tokio runtime; returns the channel to it.
@@ -259,6 +266,8 @@ pub(crate) struct Core {
     done: mpsc::UnboundedReceiver<RunDone>,
     /// The runs spawned and not yet reported done.
     runs: Runs,
+    /// The runs waiting for a retry.
+    retries: Retries,
     /// Runs ready to spawn, gathered while handling due jobs or commands.
     ready: Vec<RunTask>,
     /// Each durable store's writer (`None` for the memory store), and the core's own writes
@@ -290,6 +299,7 @@ impl Core {
             weak_tx,
             settings.max_blocking_jobs,
             settings.failure_log_level,
+            settings.timeout_grace,
         );
         let (to_core, from_writers) = mpsc::unbounded_channel();
         let writers: Vec<_> = (0..shared.stores.len())
@@ -318,6 +328,7 @@ impl Core {
             env,
             done,
             runs: Runs::default(),
+            retries: Retries::default(),
             ready: Vec::new(),
             last_wall,
             last_mono: Instant::now(),
@@ -334,6 +345,7 @@ impl Core {
             let mut backlog = false;
             if self.lifecycle.runs_jobs() {
                 backlog = self.run_due(now);
+                self.run_due_retries(now);
             }
             self.spawn_ready();
             self.flush_writes();
@@ -418,7 +430,10 @@ impl Core {
         if !self.lifecycle.runs_jobs() {
             return None;
         }
-        self.due.first_us()
+        match (self.due.first_us(), self.retries.first_us()) {
+            (Some(job), Some(retry)) => Some(job.min(retry)),
+            (job, retry) => job.or(retry),
+        }
     }
 
     /// When to wake for a wall-clock due time: never later than `max_sleep` from now.
@@ -541,7 +556,7 @@ impl Core {
         let runs: Vec<_> = self.runs.drain().collect();
         let now = self.shared.now();
         runs.into_iter()
-            .map(|run| {
+            .map(|mut run| {
                 tracing::warn!(job.id = %run.id, scheduled = %run.scheduled, "apsched: run abandoned at shutdown, still going after its cancellation");
                 let mut record = crate::store::RunRecord::new(
                     &run.id,
@@ -550,6 +565,7 @@ impl Core {
                 );
                 record.started_at = Some(run.started_at);
                 record.finished_at = Some(now);
+                run.answer(&record);
                 // A cluster run's node marks its row abandoned when it leaves.
                 if let Some(key) = run.key {
                     self.record_run(key, &run.id, record);
@@ -573,6 +589,7 @@ impl Core {
         while let Ok(command) = self.rx.try_recv() {
             reject(command);
         }
+        self.drop_retries();
         self.jobs = JobTable::default();
         self.due.clear();
         *self.shared.index() = Index::default();

@@ -28,12 +28,39 @@ use crate::store::{RunRecord, RunState};
 use crate::trigger::Trigger;
 use crate::{Event, JobId, Scheduler};
 
-/// What a finished run reports: which run (its slot in the core's run table), how it went.
+/// What a run reports: which run (its slot in the core's run table), how it went.
 pub(super) struct RunDone {
     run: u32,
     duration: Duration,
-    result: RunResult,
+    end: End,
 }
+
+/// How an attempt of a run ended, as its task reports it.
+pub(crate) enum End {
+    /// It returned (or panicked, or a shutdown cancelled it).
+    Returned(RunResult),
+    /// It passed its timeout: its token was cancelled, and it was stopped after the grace
+    /// (or ended within it).
+    TimedOut,
+    /// A blocking run passed its timeout and its grace, and cannot be stopped: it keeps its
+    /// worker. Its real end follows as another report.
+    StillGoing,
+}
+
+/// A run's attempt that has its outcome, before the core decides whether to try again.
+struct Ended {
+    record: RunRecord,
+    duration: Duration,
+    catch_up: Option<Box<CatchUp>>,
+    waiter: Option<Waiter>,
+}
+
+fn timed_out_message(elapsed: Duration) -> String {
+    format!("timed out after {elapsed:.1?}")
+}
+
+/// Who waits for a run's outcome (`run_job_now(..).outcome()`).
+pub(crate) type Waiter = tokio::sync::oneshot::Sender<RunRecord>;
 
 /// A run under way, as the core tracks it from its start to the report of its end.
 pub(super) struct Running {
@@ -41,13 +68,75 @@ pub(super) struct Running {
     pub(super) key: Option<Key>,
     pub(super) id: JobId,
     pub(super) scheduled: DateTime<Utc>,
-    /// When it started, by the scheduler's clock.
+    /// When this attempt started, by the scheduler's clock.
     pub(super) started_at: DateTime<Utc>,
+    /// The attempt under way: 1, then 2 for the first retry, ...
+    attempt: u32,
+    /// Set once a blocking run was reported timed out while still going: its real end only
+    /// frees its place.
+    timed_out: bool,
     /// Set for a run of a catch-up without coalescing: the later missed fire times it is to be
     /// followed by, one after another.
     catch_up: Option<Box<CatchUp>>,
     /// Set for a run a cluster node claimed: where its end is reported.
     cluster: Option<Box<ClusterTicket>>,
+    waiter: Option<Waiter>,
+}
+
+impl Running {
+    /// Tells whoever waits for the run's outcome that it is `record`.
+    pub(super) fn answer(&mut self, record: &RunRecord) {
+        if let Some(waiter) = self.waiter.take() {
+            let _ = waiter.send(record.clone());
+        }
+    }
+}
+
+/// A run waiting for its next attempt: it keeps its place under `max_instances`.
+pub(super) struct Retry {
+    key: Key,
+    id: JobId,
+    scheduled: DateTime<Utc>,
+    /// The attempt to come.
+    attempt: u32,
+    /// When it is due, in microseconds since the epoch.
+    at_us: i64,
+    /// Why the last attempt failed: the run's outcome should this one not happen.
+    error: String,
+    catch_up: Option<Box<CatchUp>>,
+    waiter: Option<Waiter>,
+}
+
+/// The runs waiting for a retry, soonest first. Few at a time: a plain sorted list.
+#[derive(Default)]
+pub(super) struct Retries(std::collections::VecDeque<Retry>);
+
+impl Retries {
+    fn push(&mut self, retry: Retry) {
+        let at = self.0.partition_point(|r| r.at_us <= retry.at_us);
+        self.0.insert(at, retry);
+    }
+
+    pub(super) fn first_us(&self) -> Option<i64> {
+        self.0.front().map(|r| r.at_us)
+    }
+
+    fn pop_due(&mut self, now_us: i64) -> Option<Retry> {
+        (self.first_us()? <= now_us)
+            .then(|| self.0.pop_front())
+            .flatten()
+    }
+
+    /// The runs of memory-store job `id` waiting for a retry, as history records.
+    pub(super) fn waiting_of<'a>(&'a self, id: &'a JobId) -> impl Iterator<Item = RunRecord> + 'a {
+        self.0.iter().filter(move |r| r.id == *id).map(|r| {
+            let mut record = RunRecord::new(&r.id, r.scheduled, RunState::Retrying);
+            record.attempts = r.attempt - 1;
+            record.error = Some(r.error.clone());
+            record.due_at = DateTime::from_timestamp_micros(r.at_us);
+            record
+        })
+    }
 }
 
 /// A cluster run's way back to its node.
@@ -130,6 +219,10 @@ impl Runs {
         }
     }
 
+    fn get_mut(&mut self, slot: u32) -> Option<&mut Running> {
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
     fn remove(&mut self, slot: u32) -> Option<Running> {
         let running = self.slots.get_mut(slot as usize)?.take()?;
         self.len -= 1;
@@ -151,10 +244,11 @@ impl Runs {
         self.slots
             .iter()
             .flatten()
-            .filter(move |r| r.id == *id && r.cluster.is_none())
+            .filter(move |r| r.id == *id && r.cluster.is_none() && !r.timed_out)
             .map(|r| {
                 let mut record = RunRecord::new(&r.id, r.scheduled, RunState::Running);
                 record.started_at = Some(r.started_at);
+                record.attempts = r.attempt;
                 record
             })
     }
@@ -195,6 +289,8 @@ pub(crate) struct RunEnv {
     done: mpsc::UnboundedSender<RunDone>,
     /// The level of the line a failed run logs (`None`: no line).
     failure_level: Option<tracing::Level>,
+    /// How long a run past its timeout has to end once cancelled, before it is dropped.
+    timeout_grace: Duration,
 }
 
 impl RunEnv {
@@ -203,6 +299,7 @@ impl RunEnv {
         weak_tx: mpsc::WeakSender<Command>,
         max_blocking_jobs: usize,
         failure_level: Option<tracing::Level>,
+        timeout_grace: Duration,
     ) -> (Arc<RunEnv>, mpsc::UnboundedReceiver<RunDone>) {
         let (done, reports) = mpsc::unbounded_channel();
         let env = RunEnv {
@@ -211,6 +308,7 @@ impl RunEnv {
             blocking_permits: Arc::new(Semaphore::new(max_blocking_jobs)),
             done,
             failure_level,
+            timeout_grace,
         };
         (Arc::new(env), reports)
     }
@@ -237,28 +335,32 @@ struct Completion {
     env: Arc<RunEnv>,
     run: u32,
     started: Instant,
-    result: Option<RunResult>,
+    end: Option<End>,
 }
 
 impl Completion {
-    fn finish(&mut self, result: RunResult) {
-        self.result = Some(result);
+    fn finish(&mut self, end: End) {
+        self.end = Some(end);
     }
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        let result = self
-            .result
+        let end = self
+            .end
             .take()
-            .unwrap_or_else(|| Err("the run was dropped before it ended".into()));
-        // After the core has stopped nobody listens; that is not an error.
-        let _ = self.env.done.send(RunDone {
-            run: self.run,
-            duration: self.started.elapsed(),
-            result,
-        });
+            .unwrap_or_else(|| End::Returned(Err("the run was dropped before it ended".into())));
+        report(&self.env, self.run, self.started, end);
     }
+}
+
+fn report(env: &RunEnv, run: u32, started: Instant, end: End) {
+    // After the core has stopped nobody listens; that is not an error.
+    let _ = env.done.send(RunDone {
+        run,
+        duration: started.elapsed(),
+        end,
+    });
 }
 
 /// How a run is spawned: its task reports its end through `completion` and runs in `span`.
@@ -273,6 +375,11 @@ pub(crate) struct Launch<'a> {
     name: Option<Arc<str>>,
     /// Set for a cluster run.
     claim: Option<Arc<Claim>>,
+    /// The attempt (1 unless retried).
+    attempt: u32,
+    /// Set for a run with a timeout: how long it may take, and its own token (a child of the
+    /// scheduler's or its claim's), cancelled when it passes it.
+    timeout: Option<(Duration, CancellationToken)>,
 }
 
 const CANCELLED: &str = "cancelled: the scheduler shut down before the run ended";
@@ -294,16 +401,28 @@ impl Launch<'_> {
             self.scheduled,
             Arc::clone(&self.completion.env),
             self.claim.clone(),
+            self.attempt,
+            self.timeout.as_ref().map(|(_, token)| token.clone()),
         )
     }
 
     /// Readies an async run to be spawned as its own task, catching a panic as an error. It is
-    /// dropped at its next `.await` once a shutdown cancels the runs.
-    pub(crate) fn spawn(self, run: impl Future<Output = RunResult> + Send + 'static) {
-        self.ready(run, true);
+    /// dropped at its next `.await` once a shutdown cancels the runs, or its timeout's grace
+    /// has passed.
+    pub(crate) fn spawn(mut self, run: impl Future<Output = RunResult> + Send + 'static) {
+        let run = AssertUnwindSafe(run).catch_unwind().map(|caught| {
+            caught.unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic))))
+        });
+        match self.timeout.take() {
+            None => self.ready(run.map(End::Returned), true),
+            Some((limit, token)) => {
+                let grace = self.completion.env.timeout_grace;
+                self.ready(within(run, limit, grace, token), true);
+            }
+        }
     }
 
-    fn ready(self, run: impl Future<Output = RunResult> + Send + 'static, cancellable: bool) {
+    fn ready(self, attempt: impl Future<Output = End> + Send + 'static, cancellable: bool) {
         let Launch {
             mut completion,
             span,
@@ -322,66 +441,118 @@ impl Launch<'_> {
                     (false, _) => std::future::pending::<()>().await,
                 }
             };
-            let result = tokio::select! {
+            let end = tokio::select! {
                 // The run first: a run that ends at once never registers with the token.
                 biased;
-                result = AssertUnwindSafe(run).catch_unwind() => result
-                    .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&*panic)))),
-                () = cancelled => Err(CANCELLED.to_string()),
+                end = attempt => end,
+                () = cancelled => End::Returned(Err(CANCELLED.to_string())),
             };
-            record_outcome(&result, completion.started.elapsed(), env.failure_level);
-            completion.finish(result);
+            record_outcome(&end, completion.started.elapsed(), env.failure_level);
+            completion.finish(end);
         };
         sink.push(Box::pin(RUN_OF.scope(scheduler, task.instrument(span))));
     }
 
     /// Readies a blocking run: it waits for one of the `max_blocking_jobs` permits, then runs
     /// on the blocking pool. A blocking body cannot be stopped: a shutdown that stops waiting
-    /// for it reports it abandoned, and it finishes on its own.
-    pub(crate) fn spawn_blocking(self, body: impl FnOnce() -> RunResult + Send + 'static) {
+    /// for it reports it abandoned, a timeout reports it timed out, and it finishes on its own,
+    /// holding its permit (and its place under `max_instances`) until then.
+    pub(crate) fn spawn_blocking(mut self, body: impl FnOnce() -> RunResult + Send + 'static) {
         let permits = Arc::clone(&self.completion.env.blocking_permits);
         let scheduler = Arc::as_ptr(&self.completion.env.shared) as usize;
+        let timeout = self.timeout.take();
+        let (env, run) = (Arc::clone(&self.completion.env), self.completion.run);
+        let started = self.completion.started;
         self.ready(
             async move {
+                let deadline = timeout.as_ref().map(|(limit, _)| started + *limit);
+                let mut until = std::pin::pin!(super::sleep_until_opt(deadline));
                 // The permit is held on the blocking thread and released when the body ends.
-                let Ok(permit) = permits.acquire_owned().await else {
-                    return Err("the blocking pool is closed".to_string());
+                let permit = tokio::select! {
+                    biased;
+                    permit = permits.acquire_owned() => permit,
+                    () = &mut until => return End::TimedOut,
+                };
+                let Ok(permit) = permit else {
+                    return End::Returned(Err("the blocking pool is closed".to_string()));
                 };
                 let span = tracing::Span::current();
-                let joined = tokio::task::spawn_blocking(move || {
+                let mut joined = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     let _entered = span.enter();
                     BLOCKING_RUN_OF.with(|of| of.set(scheduler));
                     let result = std::panic::catch_unwind(AssertUnwindSafe(body));
                     BLOCKING_RUN_OF.with(|of| of.set(0));
                     result
-                })
-                .await;
-                match joined {
+                });
+                let joined = tokio::select! {
+                    biased;
+                    joined = &mut joined => joined,
+                    () = &mut until => {
+                        let (Some((_, token)), Some(deadline)) = (timeout, deadline) else {
+                            return End::TimedOut;
+                        };
+                        token.cancel();
+                        let grace = tokio::time::sleep_until(deadline + env.timeout_grace);
+                        tokio::select! {
+                            biased;
+                            _ = &mut joined => return End::TimedOut,
+                            () = grace => {}
+                        }
+                        report(&env, run, started, End::StillGoing);
+                        let _ = joined.await;
+                        return End::TimedOut;
+                    }
+                };
+                End::Returned(match joined {
                     Ok(Ok(result)) => result,
                     Ok(Err(panic)) => Err(format!("panicked: {}", panic_message(&*panic))),
                     Err(error) => Err(format!("the blocking run failed: {error}")),
-                }
+                })
             },
             false,
         );
     }
 }
 
+/// Runs `run` under a timeout: at `limit` its `token` is cancelled, and `grace` later it is
+/// dropped. One timer entry: the grace reuses the timeout's.
+async fn within(
+    run: impl Future<Output = RunResult>,
+    limit: Duration,
+    grace: Duration,
+    token: CancellationToken,
+) -> End {
+    let mut run = std::pin::pin!(run);
+    let mut timer = std::pin::pin!(tokio::time::sleep(limit));
+    tokio::select! {
+        biased;
+        result = &mut run => return End::Returned(result),
+        () = &mut timer => {}
+    }
+    token.cancel();
+    let deadline = timer.deadline() + grace;
+    timer.as_mut().reset(deadline);
+    tokio::select! {
+        biased;
+        _ = run => {}
+        () = timer => {}
+    }
+    End::TimedOut
+}
+
 /// Records a run's outcome and duration on its span, and logs a failure inside it: a user
 /// who logs `JobError` events too can turn the crate's line off.
-fn record_outcome(result: &RunResult, duration: Duration, failure_level: Option<tracing::Level>) {
+fn record_outcome(end: &End, duration: Duration, failure_level: Option<tracing::Level>) {
     let span = tracing::Span::current();
-    span.record(
-        "outcome",
-        if result.is_ok() {
-            "succeeded"
-        } else {
-            "failed"
-        },
-    );
+    let (outcome, message) = match end {
+        End::Returned(Ok(_)) => ("succeeded", None),
+        End::Returned(Err(message)) => ("failed", Some(message.as_str())),
+        End::TimedOut | End::StillGoing => ("timed_out", Some("timed out")),
+    };
+    span.record("outcome", outcome);
     span.record("duration_ms", duration.as_secs_f64() * 1e3);
-    let (Err(message), Some(level)) = (result, failure_level) else {
+    let (Some(message), Some(level)) = (message, failure_level) else {
         return;
     };
     match level {
@@ -439,8 +610,8 @@ impl Core {
         key: Key,
         scheduled: DateTime<Utc>,
         catch_up: Option<Box<CatchUp>>,
+        waiter: Option<Waiter>,
     ) {
-        let durable_history = self.is_durable(key) && !self.settings.history_retention.is_zero();
         let Some((entry, running)) = self.jobs.get_with_running(key) else {
             return;
         };
@@ -451,18 +622,41 @@ impl Core {
                 job_id: id.clone(),
                 scheduled_run_time: scheduled,
             });
-            self.record_run(key, &id, RunRecord::new(&id, scheduled, RunState::Skipped));
+            let record = RunRecord::new(&id, scheduled, RunState::Skipped);
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(record.clone());
+            }
+            self.record_run(key, &id, record);
             return;
         }
         *running += 1;
+        self.launch(key, scheduled, 1, catch_up, waiter);
+    }
+
+    /// Starts attempt `attempt` of a run the job's `max_instances` count holds already.
+    fn launch(
+        &mut self,
+        key: Key,
+        scheduled: DateTime<Utc>,
+        attempt: u32,
+        catch_up: Option<Box<CatchUp>>,
+        waiter: Option<Waiter>,
+    ) {
+        let durable_history = self.is_durable(key) && !self.settings.history_retention.is_zero();
+        let Some(entry) = self.jobs.get(key) else {
+            return;
+        };
         let started_at = self.shared.now();
         let run = self.runs.insert(Running {
             key: Some(key),
             id: entry.id.clone(),
             scheduled,
             started_at,
+            attempt,
+            timed_out: false,
             catch_up,
             cluster: None,
+            waiter,
         });
         self.shared
             .running
@@ -472,6 +666,7 @@ impl Core {
             job.id = %entry.id,
             job.name = entry.name(),
             scheduled = %scheduled,
+            attempt,
             outcome = tracing::field::Empty,
             duration_ms = tracing::field::Empty,
         );
@@ -482,21 +677,25 @@ impl Core {
         if durable_history {
             let mut record = RunRecord::new(&entry.id, scheduled, RunState::Running);
             record.started_at = Some(started_at);
+            record.attempts = attempt;
             self.outbox[usize::from(key.store())].push(crate::store::Write::Run(record));
         }
+        let timeout = entry.run_control().and_then(|run| run.timeout);
         let launch = Launch {
             completion: Completion {
                 env: Arc::clone(&self.env),
                 run,
                 started: Instant::now(),
-                result: None,
+                end: None,
             },
             id: entry.id.clone(),
             scheduled,
             span,
-            name: entry.name.clone(),
+            name: entry.given_name().cloned(),
             sink: &mut self.ready,
             claim: None,
+            attempt,
+            timeout: timeout.map(|limit| (limit, self.shared.runs_cancel.child_token())),
         };
         entry.task.start(launch);
     }
@@ -526,12 +725,15 @@ impl Core {
             id: id.clone(),
             scheduled,
             started_at: self.shared.now(),
+            attempt: 1,
+            timed_out: false,
             catch_up: None,
             cluster: Some(Box::new(ClusterTicket {
                 run_id,
                 fence,
                 done,
             })),
+            waiter: None,
         });
         self.shared
             .running
@@ -555,7 +757,7 @@ impl Core {
                 env: Arc::clone(&self.env),
                 run: slot,
                 started: Instant::now(),
-                result: None,
+                end: None,
             },
             id,
             scheduled,
@@ -563,11 +765,17 @@ impl Core {
             name,
             sink: &mut self.ready,
             claim: Some(Arc::new(Claim { fence, token, node })),
+            attempt: 1,
+            timeout: None,
         };
         task.into_body().start(launch);
     }
 
     pub(super) fn finished(&mut self, done: RunDone) {
+        if let End::StillGoing = done.end {
+            self.still_going(done.run, done.duration);
+            return;
+        }
         // Every spawned run ends here exactly once, whatever its outcome.
         let Some(running) = self.runs.remove(done.run) else {
             return;
@@ -580,8 +788,11 @@ impl Core {
             id,
             scheduled,
             started_at,
+            attempt,
+            timed_out,
             catch_up,
             cluster,
+            waiter,
         } = running;
         let Some(key) = key else {
             if let Some(ticket) = cluster {
@@ -589,37 +800,221 @@ impl Core {
             }
             return;
         };
+        let mut record = RunRecord::new(&id, scheduled, RunState::Succeeded);
+        record.started_at = Some(started_at);
+        record.finished_at = Some(self.shared.now());
+        record.attempts = attempt;
+        match done.end {
+            // Reported when it passed its grace; now it has stopped, so its place is free.
+            _ if timed_out => {}
+            End::Returned(Ok(value)) => record.result = value,
+            End::Returned(Err(message)) => {
+                record.state = RunState::Failed;
+                record.error = Some(message);
+            }
+            End::TimedOut | End::StillGoing => {
+                record.state = RunState::TimedOut;
+                record.error = Some(timed_out_message(done.duration));
+                self.shared.emit(|| Event::JobTimedOut {
+                    job_id: id.clone(),
+                    scheduled_run_time: scheduled,
+                    elapsed: done.duration,
+                });
+            }
+        }
+        if timed_out {
+            self.run_over(key, &id, scheduled, catch_up);
+            return;
+        }
+        let ended = Ended {
+            record,
+            duration: done.duration,
+            catch_up,
+            waiter,
+        };
+        match self.retry_delay(key, &ended.record) {
+            Some(delay) => self.retry(key, &id, ended, delay),
+            None => self.run_ended(key, &id, ended),
+        }
+    }
+
+    /// How long until a failed attempt is tried again, if the job's retry policy says it is.
+    fn retry_delay(&self, key: Key, record: &RunRecord) -> Option<Duration> {
+        let policy = self.jobs.get(key)?.run_control()?.retry?;
+        let retried = match record.state {
+            RunState::Failed => record.error.as_deref() != Some(CANCELLED),
+            RunState::TimedOut => policy.retry_timeouts,
+            _ => false,
+        };
+        let more = record.attempts < policy.max_attempts && self.lifecycle.retries();
+        (retried && more).then(|| policy.delay(record.attempts + 1))
+    }
+
+    /// Queues the run's next attempt after `delay`; the run keeps its place meanwhile.
+    fn retry(&mut self, key: Key, id: &JobId, ended: Ended, delay: Duration) {
+        let attempt = ended.record.attempts + 1;
+        let now = self.shared.now();
+        let due = chrono::TimeDelta::from_std(delay)
+            .ok()
+            .and_then(|delay| now.checked_add_signed(delay))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let error = ended.record.error.clone().unwrap_or_default();
+        tracing::info!(job.id = %id, attempt, ?delay, error = %error, "apsched: run failed; retrying");
+        self.shared.emit(|| Event::JobRetrying {
+            job_id: id.clone(),
+            scheduled_run_time: ended.record.fire_time,
+            attempt,
+            delay,
+            message: error.clone(),
+        });
+        if self.is_durable(key) {
+            // A pending retry is schedule, not history: written whatever the retention, so a
+            // restarted scheduler carries it out.
+            let mut record = ended.record.clone();
+            record.state = RunState::Retrying;
+            record.due_at = Some(due);
+            self.outbox[usize::from(key.store())].push(crate::store::Write::Run(record));
+        }
+        self.retries.push(Retry {
+            key,
+            id: id.clone(),
+            scheduled: ended.record.fire_time,
+            attempt,
+            at_us: due.timestamp_micros(),
+            error,
+            catch_up: ended.catch_up,
+            waiter: ended.waiter,
+        });
+    }
+
+    /// Starts the retries that are due.
+    pub(super) fn run_due_retries(&mut self, now: DateTime<Utc>) {
+        while let Some(retry) = self.retries.pop_due(now.timestamp_micros()) {
+            let Retry {
+                key,
+                id,
+                scheduled,
+                attempt,
+                error,
+                catch_up,
+                waiter,
+                ..
+            } = retry;
+            // A job paused or removed meanwhile ends the run with its last error.
+            if self.jobs.get(key).is_some_and(|entry| entry.next.is_some()) {
+                self.launch(key, scheduled, attempt, catch_up, waiter);
+                continue;
+            }
+            let mut record = RunRecord::new(&id, scheduled, RunState::Failed);
+            record.attempts = attempt - 1;
+            record.finished_at = Some(now);
+            record.error = Some(error);
+            let ended = Ended {
+                record,
+                duration: Duration::ZERO,
+                catch_up,
+                waiter,
+            };
+            self.run_ended(key, &id, ended);
+        }
+    }
+
+    /// Ends the runs waiting for a retry at a shutdown: their waiters hear of the last error
+    /// (a durable job's retry stays in its store, for the next start).
+    pub(super) fn drop_retries(&mut self) {
+        for retry in std::mem::take(&mut self.retries).0 {
+            if let Some(waiter) = retry.waiter {
+                let mut record = RunRecord::new(&retry.id, retry.scheduled, RunState::Failed);
+                record.attempts = retry.attempt - 1;
+                record.error = Some(retry.error);
+                let _ = waiter.send(record);
+            }
+        }
+    }
+
+    /// A run has its outcome: recorded, reported, and its place given back.
+    fn run_ended(&mut self, key: Key, id: &JobId, ended: Ended) {
+        let Ended {
+            record,
+            duration,
+            catch_up,
+            waiter,
+        } = ended;
+        let scheduled = record.fire_time;
+        let event = match record.state {
+            RunState::Succeeded => Some(Event::JobExecuted {
+                job_id: id.clone(),
+                scheduled_run_time: scheduled,
+                duration,
+            }),
+            RunState::Failed => Some(Event::JobError {
+                job_id: id.clone(),
+                scheduled_run_time: scheduled,
+                duration,
+                message: record.error.clone().unwrap_or_default(),
+            }),
+            // Reported as it timed out.
+            _ => None,
+        };
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(record.clone());
+        }
+        let retried = record.attempts > 1;
+        if self.is_durable(key) && self.settings.history_retention.is_zero() && retried {
+            // Its pending retry was written: overwrite it, or the next start would retry it.
+            self.outbox[usize::from(key.store())].push(crate::store::Write::Run(record));
+        } else {
+            self.record_run(key, id, record);
+        }
+        if let Some(event) = event {
+            self.shared.emit(|| event);
+        }
+        self.run_over(key, id, scheduled, catch_up);
+    }
+
+    /// Gives a run's place under `max_instances` back, and goes on with its catch-up.
+    fn run_over(
+        &mut self,
+        key: Key,
+        id: &JobId,
+        scheduled: DateTime<Utc>,
+        catch_up: Option<Box<CatchUp>>,
+    ) {
         if let Some((_, count)) = self.jobs.get_with_running(key) {
             *count = count.saturating_sub(1);
         }
         if let Some(catch_up) = catch_up {
-            self.go_on_catching_up(key, &id, scheduled, catch_up);
+            self.go_on_catching_up(key, id, scheduled, catch_up);
         }
-        let (state, result, error) = match &done.result {
-            Ok(value) => (RunState::Succeeded, value.clone(), None),
-            Err(message) => (RunState::Failed, None, Some(message.clone())),
-        };
-        let mut record = RunRecord::new(&id, scheduled, state);
-        record.started_at = Some(started_at);
-        record.finished_at = Some(self.shared.now());
-        record.result = result;
-        record.error = error;
-        self.record_run(key, &id, record);
-        self.shared.emit(|| match done.result {
-            Ok(_) => Event::JobExecuted {
-                job_id: id,
-                scheduled_run_time: scheduled,
-                duration: done.duration,
-            },
-            Err(message) => Event::JobError {
-                job_id: id,
-                scheduled_run_time: scheduled,
-                duration: done.duration,
-                message,
-            },
-        });
     }
 
+    /// A blocking run passed its timeout and grace and goes on: it is reported timed out (its
+    /// outcome), and keeps its place until it really ends.
+    fn still_going(&mut self, run: u32, elapsed: Duration) {
+        let Some(running) = self.runs.get_mut(run) else {
+            return;
+        };
+        running.timed_out = true;
+        let waiter = running.waiter.take();
+        let (key, id, scheduled) = (running.key, running.id.clone(), running.scheduled);
+        let mut record = RunRecord::new(&id, scheduled, RunState::TimedOut);
+        record.started_at = Some(running.started_at);
+        record.finished_at = Some(self.shared.now());
+        record.attempts = running.attempt;
+        record.error = Some(timed_out_message(elapsed));
+        tracing::warn!(job.id = %id, %scheduled, "apsched: blocking run timed out; it goes on until it returns");
+        self.shared.emit(|| Event::JobTimedOut {
+            job_id: id.clone(),
+            scheduled_run_time: scheduled,
+            elapsed,
+        });
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(record.clone());
+        }
+        if let Some(key) = key {
+            self.record_run(key, &id, record);
+        }
+    }
     /// A cluster run's end goes to its node, which writes it if the run is still its own.
     fn cluster_run_finished(
         &mut self,
@@ -628,7 +1023,11 @@ impl Core {
         scheduled: DateTime<Utc>,
         done: RunDone,
     ) {
-        let event = match &done.result {
+        let result = match done.end {
+            End::Returned(result) => result,
+            End::TimedOut | End::StillGoing => Err(timed_out_message(done.duration)),
+        };
+        let event = match &result {
             Ok(_) => Event::JobExecuted {
                 job_id: id.clone(),
                 scheduled_run_time: scheduled,
@@ -648,7 +1047,7 @@ impl Core {
             fence: ticket.fence,
             id,
             scheduled,
-            result: Some(done.result),
+            result: Some(result),
         });
     }
 
@@ -681,7 +1080,7 @@ impl Core {
             self.missed(key, id, first);
         }
         if let Some(next) = next {
-            self.submit(key, next, Some(catch_up));
+            self.submit(key, next, Some(catch_up), None);
         }
     }
 }

@@ -617,6 +617,7 @@ impl Core {
             .map(|(_, record)| record.clone())
             .collect();
         runs.extend(self.runs.running_of(id));
+        runs.extend(self.retries.waiting_of(id));
         runs.sort_by_key(|run| std::cmp::Reverse(run.fire_time));
         runs.truncate(limit);
         runs

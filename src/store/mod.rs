@@ -97,6 +97,11 @@ pub enum RunState {
     Skipped,
     /// Still going when the scheduler stopped waiting for it.
     Abandoned,
+    /// Passed its job's timeout (see [`JobOptions::timeout`](crate::JobOptions::timeout)).
+    TimedOut,
+    /// An attempt failed; the next one is due at [`RunRecord::due_at`] (see
+    /// [`RetryPolicy`](crate::RetryPolicy)).
+    Retrying,
 }
 
 impl RunState {
@@ -110,6 +115,8 @@ impl RunState {
             RunState::Missed => "missed",
             RunState::Skipped => "skipped",
             RunState::Abandoned => "abandoned",
+            RunState::TimedOut => "timed_out",
+            RunState::Retrying => "retrying",
         }
     }
 
@@ -123,13 +130,18 @@ impl RunState {
             "missed" => RunState::Missed,
             "skipped" => RunState::Skipped,
             "abandoned" => RunState::Abandoned,
+            "timed_out" => RunState::TimedOut,
+            "retrying" => RunState::Retrying,
             _ => return None,
         })
     }
 
-    /// Whether the run has ended (every state but `Pending` and `Running`).
+    /// Whether the run has ended (every state but `Pending`, `Running` and `Retrying`).
     pub fn is_final(self) -> bool {
-        !matches!(self, RunState::Pending | RunState::Running)
+        !matches!(
+            self,
+            RunState::Pending | RunState::Running | RunState::Retrying
+        )
     }
 }
 
@@ -153,6 +165,17 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The cluster node that ran it (cluster mode only; `None` elsewhere).
     pub node: Option<String>,
+    /// Attempts made: 1, more for a run its job's [`RetryPolicy`](crate::RetryPolicy) tried
+    /// again (0 for a run that never started).
+    #[serde(default = "one")]
+    pub attempts: u32,
+    /// For a run waiting ([`RunState::Retrying`]): when its next attempt is due.
+    #[serde(default)]
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl RunRecord {
@@ -167,6 +190,11 @@ impl RunRecord {
             result: None,
             error: None,
             node: None,
+            attempts: u32::from(!matches!(
+                state,
+                RunState::Missed | RunState::Skipped | RunState::Pending
+            )),
+            due_at: None,
         }
     }
 

@@ -15,6 +15,30 @@ use crate::{
     SchedulerBuilder, SchedulerState, Zone,
 };
 
+/// A run submitted by [`SyncScheduler::run_job_now`]: [`outcome`](Self::outcome) blocks until
+/// it has one. Dropping the handle changes nothing; the run goes on.
+pub struct RunHandle {
+    run: crate::RunHandle,
+    host: Arc<Host>,
+}
+
+impl std::fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle").finish_non_exhaustive()
+    }
+}
+
+impl RunHandle {
+    /// Blocks until the run has its outcome (see
+    /// [`crate::RunHandle::outcome`]).
+    ///
+    /// # Errors
+    /// As [`crate::RunHandle::outcome`].
+    pub fn outcome(self) -> Result<crate::store::RunRecord> {
+        self.host.wait(self.run.outcome())
+    }
+}
+
 /// A scheduler for code without a Tokio runtime: a cheap `Clone` handle (`Send + Sync`) over
 /// an async [`Scheduler`] that runs on a thread and runtime of its own.
 ///
@@ -258,14 +282,19 @@ impl<M: Mode> SyncScheduler<M> {
     }
 
     /// Runs a job once now, outside its schedule (which does not change). The run counts
-    /// against `max_instances`.
+    /// against `max_instances`. The [`RunHandle`] it returns gives the run's outcome;
+    /// dropping it changes nothing.
     ///
     /// # Errors
     /// [`Error::JobNotFound`](crate::Error::JobNotFound),
     /// [`Error::Shutdown`](crate::Error::Shutdown),
     /// [`Error::InvalidState`](crate::Error::InvalidState) before start.
-    pub fn run_job_now(&self, id: &str) -> Result<()> {
-        self.host.wait(self.host.scheduler.run_job_now(id))
+    pub fn run_job_now(&self, id: &str) -> Result<RunHandle> {
+        let run = self.host.wait(self.host.scheduler.run_job_now(id))?;
+        Ok(RunHandle {
+            run,
+            host: Arc::clone(&self.host),
+        })
     }
 
     /// Removes a job. Runs under way finish.
@@ -395,6 +424,13 @@ impl<M: Mode> SyncSchedulerBuilder<M> {
     /// Default 10, as APScheduler's thread pool.
     pub fn max_blocking_jobs(mut self, workers: usize) -> Self {
         self.config.scheduler = self.config.scheduler.max_blocking_jobs(workers);
+        self
+    }
+
+    /// How long a run past its [`timeout`](JobOptions::timeout) has to end once cancelled,
+    /// before an async run is dropped. Default 5 s.
+    pub fn timeout_grace(mut self, grace: Duration) -> Self {
+        self.config.scheduler = self.config.scheduler.timeout_grace(grace);
         self
     }
 

@@ -54,6 +54,16 @@ impl<'a> AddJob<'a> {
         self.map(|a| a.max_instances(max))
     }
 
+    /// How long a run may take (see [`JobOptions::timeout`](crate::JobOptions::timeout)).
+    pub fn timeout(self, timeout: impl Into<Option<std::time::Duration>>) -> Self {
+        self.map(|a| a.timeout(timeout))
+    }
+
+    /// How failed runs are tried again (see [`RetryPolicy`](crate::RetryPolicy)).
+    pub fn retry(self, policy: impl Into<Option<crate::RetryPolicy>>) -> Self {
+        self.map(|a| a.retry(policy))
+    }
+
     /// Replace a job with the same id instead of failing with
     /// [`Error::ConflictingId`](crate::Error::ConflictingId).
     pub fn replace_existing(self, replace: bool) -> Self {
@@ -128,6 +138,16 @@ impl<'a> ModifyJob<'a> {
     /// How many runs may go at once.
     pub fn max_instances(self, max: u32) -> Self {
         self.map(|m| m.max_instances(max))
+    }
+
+    /// A new timeout (`None`: none).
+    pub fn timeout(self, timeout: impl Into<Option<std::time::Duration>>) -> Self {
+        self.map(|m| m.timeout(timeout))
+    }
+
+    /// A new retry policy (`None`: none).
+    pub fn retry(self, policy: impl Into<Option<crate::RetryPolicy>>) -> Self {
+        self.map(|m| m.retry(policy))
     }
 
     /// Applies the changes and returns the job's new snapshot.

@@ -49,7 +49,7 @@ mod jobs;
 pub use background::{Background, BackgroundScheduler, BackgroundSchedulerBuilder};
 pub use blocking::{Blocking, BlockingScheduler, BlockingSchedulerBuilder};
 pub use events::Events;
-pub use facade::{ListenerId, SyncScheduler, SyncSchedulerBuilder};
+pub use facade::{ListenerId, RunHandle, SyncScheduler, SyncSchedulerBuilder};
 pub use jobs::{AddJob, ModifyJob};
 
 /// The mode of a [`SyncScheduler`]: [`Blocking`] or [`Background`]. Sealed: these two are all

@@ -75,10 +75,13 @@ pub fn record_scheduled(
     }
 }
 
-/// Every event received so far, without waiting.
+/// Every event received so far, without waiting (and without Tokio's cooperative budget,
+/// which would end the drain after 128 events).
 pub fn drain(events: &mut EventStream) -> Vec<Event> {
     let mut out = Vec::new();
-    while let Some(Some(event)) = futures::FutureExt::now_or_never(events.recv()) {
+    while let Some(Some(event)) =
+        futures::FutureExt::now_or_never(tokio::task::unconstrained(events.recv()))
+    {
         out.push(event);
     }
     out
