@@ -62,17 +62,7 @@ struct OnDrop(Hang, TestClock);
 
 impl Drop for OnDrop {
     fn drop(&mut self) {
-        *self.0.dropped_at.lock().unwrap() = Some(self.1.now_utc());
-    }
-}
-
-trait NowUtc {
-    fn now_utc(&self) -> DateTime<Utc>;
-}
-
-impl NowUtc for TestClock {
-    fn now_utc(&self) -> DateTime<Utc> {
-        apsched::Clock::now(self)
+        *self.0.dropped_at.lock().unwrap() = Some(self.1.now());
     }
 }
 
@@ -90,7 +80,7 @@ async fn a_hanging_async_run_is_cancelled_at_its_timeout_and_dropped_after_the_g
                     let _guard = OnDrop(seen.clone(), at.clone());
                     // Hears the cancellation, and hangs on regardless.
                     ctx.cancellation_token().cancelled().await;
-                    *seen.cancelled_at.lock().unwrap() = Some(at.now_utc());
+                    *seen.cancelled_at.lock().unwrap() = Some(at.now());
                     std::future::pending::<()>().await;
                 }
             },
@@ -263,7 +253,7 @@ fn flaky(
 ) -> impl Fn(JobContext) -> BoxFuture<'static, Result<u32, String>> + Send + Sync + 'static {
     let (clock, seen) = (clock.clone(), Arc::clone(seen));
     move |ctx: JobContext| {
-        seen.lock().unwrap().push((ctx.attempt(), clock.now_utc()));
+        seen.lock().unwrap().push((ctx.attempt(), clock.now()));
         Box::pin(async move {
             let attempt = ctx.attempt();
             if attempt <= failures {

@@ -811,8 +811,8 @@ mod sqlite {
                 .fetch_all(store.pool())
                 .await
                 .unwrap();
-        assert_eq!(versions, vec![1, 2, 3]);
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(versions, vec![1, 2, 3, 4]);
+        assert_eq!(SCHEMA_VERSION, 4);
         write(
             &store,
             &[
@@ -863,7 +863,7 @@ mod sqlite {
                     .fetch_all(left.pool())
                     .await
                     .unwrap();
-            assert_eq!(versions, vec![1, 2, 3]);
+            assert_eq!(versions, vec![1, 2, 3, 4]);
             write(&left, &[put(&job("a", None))]).await;
             assert_eq!(jobs(&right).await, vec![job("a", None)]);
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -1255,7 +1255,7 @@ mod postgres {
                 .await;
             let store = scratch.options().connect().await.unwrap();
             assert_eq!(jobs(&store).await, vec![job("kept", Some(t(60)))]);
-            assert_eq!(versions(scratch).await, vec![1, 2, 3]);
+            assert_eq!(versions(scratch).await, vec![1, 2, 3, 4]);
             write(
                 &store,
                 &[
@@ -1319,7 +1319,7 @@ mod postgres {
                     .connect()
             );
             let (left, right) = (left.unwrap(), right.unwrap());
-            assert_eq!(versions(scratch).await, vec![1, 2, 3]);
+            assert_eq!(versions(scratch).await, vec![1, 2, 3, 4]);
             write(&left, &[put(&job("a", None))]).await;
             assert_eq!(jobs(&right).await, vec![job("a", None)]);
             left.pool().close().await;

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use apsched::store::{JobStore, RunState};
 use apsched::trigger::{Cron, Date, Interval};
-use apsched::{Error, Event, EventStream, Job, Scheduler, TaskRegistry, TestClock, Zone};
+use apsched::{
+    Error, Event, EventStream, Job, RetryPolicy, Scheduler, TaskRegistry, TestClock, Zone,
+};
 use chrono::{TimeDelta, Utc};
 use common::store::{note, tasks, Seen, TestStore};
 
@@ -278,6 +280,59 @@ async fn run_history_survives_a_restart(open: Open) {
     second.shutdown().await.unwrap();
 }
 
+async fn a_pending_retry_survives_a_restart(open: Open) {
+    let (clock, seen) = (clock(), Seen::default());
+    let tasks = tasks(&seen);
+    let first = scheduler(&open, &clock, &tasks).await;
+    let mut events = first.subscribe();
+    let policy = RetryPolicy::new(3).backoff(Duration::from_secs(3600), Duration::from_secs(3600));
+    first
+        .add_job(
+            tasks.task("flaky", serde_json::Value::Null).unwrap(),
+            Interval::hours(24),
+        )
+        .id("flaky")
+        .retry(policy)
+        .await
+        .unwrap();
+    first.run_job_now("flaky").await.unwrap();
+    let Event::JobRetrying {
+        scheduled_run_time,
+        delay,
+        ..
+    } = next_event(&mut events, |e| matches!(e, Event::JobRetrying { .. })).await
+    else {
+        unreachable!()
+    };
+    first.shutdown().await.unwrap();
+
+    // Down past the retry's due time: the next scheduler carries the retry out at start.
+    clock.jump(TimeDelta::from_std(delay).unwrap() + TimeDelta::seconds(1));
+    let second = scheduler(&open, &clock, &tasks).await;
+    // The retry may run as the start restores it: wait for its outcome in the history.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let runs = second.get_job_runs("flaky", 5).await.unwrap();
+            if runs.first().is_some_and(|run| run.state.is_final()) {
+                return runs;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the retry ran within 10 s");
+    assert_eq!(ended[0].fire_time, scheduled_run_time, "the same run");
+    let runs = second.get_job_runs("flaky", 5).await.unwrap();
+    assert_eq!(runs.len(), 1, "one run, two attempts: {runs:?}");
+    assert_eq!((runs[0].state, runs[0].attempts), (RunState::Succeeded, 2));
+    assert_eq!(runs[0].result, Some(serde_json::json!(2)));
+    second.shutdown().await.unwrap();
+    // Nothing is left to retry.
+    let third = scheduler(&open, &clock, &tasks).await;
+    assert_eq!(third.running_jobs(), 0);
+    third.shutdown().await.unwrap();
+}
+
 async fn hostile_text_round_trips_exactly(open: Open) {
     let (clock, seen) = (clock(), Seen::default());
     let tasks = tasks(&seen);
@@ -355,6 +410,13 @@ macro_rules! suite {
             async fn run_history_survives_a_restart() {
                 if let Some(open) = $open {
                     super::run_history_survives_a_restart(open).await;
+                }
+            }
+
+            #[tokio::test]
+            async fn a_pending_retry_survives_a_restart() {
+                if let Some(open) = $open {
+                    super::a_pending_retry_survives_a_restart(open).await;
                 }
             }
 

@@ -919,6 +919,31 @@ impl Core {
         }
     }
 
+    /// Queues a durable job's retry as its store kept it (at start). A retry of a job that is
+    /// not loaded waits in its store.
+    pub(super) fn restore_retry(&mut self, run: RunRecord) {
+        let Some(key) = self.shared.index().key_of(&run.job_id) else {
+            return;
+        };
+        let Some((entry, running)) = self.jobs.get_with_running(key) else {
+            return;
+        };
+        *running += 1;
+        let id = entry.id.clone();
+        let now = self.shared.now();
+        tracing::info!(job.id = %id, fire_time = %run.fire_time, attempt = run.attempts + 1, "apsched: a stored retry is queued");
+        self.retries.push(Retry {
+            key,
+            id,
+            scheduled: run.fire_time,
+            attempt: run.attempts + 1,
+            at_us: run.due_at.unwrap_or(now).timestamp_micros(),
+            error: run.error.unwrap_or_default(),
+            catch_up: None,
+            waiter: None,
+        });
+    }
+
     /// Ends the runs waiting for a retry at a shutdown: their waiters hear of the last error
     /// (a durable job's retry stays in its store, for the next start).
     pub(super) fn drop_retries(&mut self) {

@@ -87,12 +87,18 @@ pub(super) enum ToWriter {
 pub(super) enum FromWriter {
     /// Callers' writes, acknowledged or failed, in the order they were sent.
     Written { done: Vec<(u64, Result<()>)> },
-    /// The jobs read at start.
+    /// The jobs read at start, and the runs waiting for a retry.
     Loaded {
         store: StoreIndex,
-        rows: Result<Vec<std::result::Result<StoredJob, UnreadableRow>>>,
+        rows: Result<Loaded>,
     },
 }
+
+/// A store's jobs as read at start, and its runs waiting for a retry.
+pub(super) type Loaded = (
+    Vec<std::result::Result<StoredJob, UnreadableRow>>,
+    Vec<RunRecord>,
+);
 
 /// The longest a writer waits before retrying its own writes while the database is away.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -261,10 +267,14 @@ async fn writer(
             let _ = reply.send(());
         }
         if load {
-            let rows = backend
-                .load()
-                .await
-                .map_err(|error| info.error("load jobs", error));
+            let rows = match backend.load().await {
+                Ok(rows) => backend
+                    .retries()
+                    .await
+                    .map(|retries| (rows, retries))
+                    .map_err(|error| info.error("load retries", error)),
+                Err(error) => Err(info.error("load jobs", error)),
+            };
             let _ = to_core.send(FromWriter::Loaded { store: index, rows });
         }
     }
@@ -525,10 +535,7 @@ pub(super) struct Starting {
     paused: bool,
     reply: oneshot::Sender<Result<()>>,
     waiting: usize,
-    rows: Vec<(
-        StoreIndex,
-        Vec<std::result::Result<StoredJob, UnreadableRow>>,
-    )>,
+    rows: Vec<(StoreIndex, Loaded)>,
     error: Option<Error>,
 }
 
@@ -865,11 +872,7 @@ impl Core {
         });
     }
 
-    fn loaded(
-        &mut self,
-        store: StoreIndex,
-        rows: Result<Vec<std::result::Result<StoredJob, UnreadableRow>>>,
-    ) {
+    fn loaded(&mut self, store: StoreIndex, rows: Result<Loaded>) {
         let Some(starting) = self.starting.as_mut() else {
             return;
         };
@@ -901,7 +904,13 @@ impl Core {
         if started.is_ok() {
             let restored: usize = rows
                 .into_iter()
-                .map(|(store, rows)| self.restore(store, rows))
+                .map(|(store, (rows, retries))| {
+                    let restored = self.restore(store, rows);
+                    for run in retries {
+                        self.restore_retry(run);
+                    }
+                    restored
+                })
                 .sum();
             tracing::info!(
                 jobs = restored,

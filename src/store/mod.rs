@@ -39,8 +39,9 @@ pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 /// opens.
 ///
 /// Version 1 is the jobs table; version 2 adds the run history; version 3 the node that ran
-/// each run, and (PostgreSQL) what cluster mode needs: claims, fences and node leases.
-pub const SCHEMA_VERSION: i64 = 3;
+/// each run, and (PostgreSQL) what cluster mode needs: claims, fences and node leases; version
+/// 4 a run's attempts, and when a run waiting for a retry is due.
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// A job as a store keeps it: everything needed to rebuild it in a new process.
 ///
@@ -257,8 +258,15 @@ pub trait JobStore: Send + Sync + 'static {
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<RunRecord>, BackendError>>;
 
+    /// The runs waiting for a retry ([`RunState::Retrying`]), read at start so a restarted
+    /// scheduler carries them out. Default: none, for a backend that keeps no run history.
+    fn retries(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, BackendError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Deletes at most `limit` ended runs whose fire time is before `before`; returns how many
-    /// it deleted (the scheduler calls it again while it deletes `limit`).
+    /// it deleted (the scheduler calls it again while it deletes `limit`). A run waiting for a
+    /// retry has not ended.
     fn prune_runs(
         &self,
         before: DateTime<Utc>,
@@ -293,6 +301,10 @@ impl<S: JobStore + ?Sized> JobStore for std::sync::Arc<S> {
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<RunRecord>, BackendError>> {
         (**self).runs(job_id, limit)
+    }
+
+    fn retries(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, BackendError>> {
+        (**self).retries()
     }
 
     fn prune_runs(

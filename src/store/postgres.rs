@@ -87,6 +87,13 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
         running integer NOT NULL DEFAULT 0
     );
     "#,
+    // 4: retries. `attempts` made so far; a run waiting for its next one is `retrying`, due at
+    // `due_at`, and found at start through the partial index.
+    r#"
+    ALTER TABLE "{schema}"."{prefix}runs" ADD COLUMN attempts integer NOT NULL DEFAULT 1;
+    CREATE INDEX "{prefix}runs_retrying" ON "{schema}"."{prefix}runs" (job_id)
+        WHERE state = 'retrying';
+    "#,
 ];
 
 /// A [`JobStore`] in PostgreSQL (12 or newer).
@@ -524,6 +531,17 @@ fn query_for<'q>(
                 runs.iter()
                     .map(|run| run.error.as_deref())
                     .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    // Past i32::MAX attempts, the count stops.
+                    .map(|run| i32::try_from(run.attempts).unwrap_or(i32::MAX))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|run| run.due_at.map(truncated))
+                    .collect::<Vec<_>>(),
             ),
     }
 }
@@ -689,6 +707,17 @@ impl JobStore for PostgresStore {
         })
     }
 
+    fn retries(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, BackendError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&self.inner.sql.retries)
+                .fetch_all(&self.inner.pool)
+                .await?;
+            rows.iter()
+                .map(|row| sql::read_run(&Cols(row)).map_err(BackendError::from))
+                .collect()
+        })
+    }
+
     fn prune_runs(
         &self,
         before: DateTime<Utc>,
@@ -840,6 +869,7 @@ struct Sql {
     delete_all: String,
     run: String,
     runs: String,
+    retries: String,
     prune: String,
 }
 
@@ -874,13 +904,18 @@ impl Sql {
             delete: format!("DELETE FROM {jobs} WHERE id = ANY($1::text[])"),
             delete_all: format!("DELETE FROM {jobs}"),
             run: format!(
-                "INSERT INTO {runs} (job_id, fire_time, state, started_at, finished_at, result, error) \
-                 SELECT job_id, fire_time, state, started_at, finished_at, result::jsonb, error \
-                 FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::text[]) \
-                 AS r(job_id, fire_time, state, started_at, finished_at, result, error) \
+                "INSERT INTO {runs} (job_id, fire_time, state, started_at, finished_at, result, error, attempts, due_at) \
+                 SELECT job_id, fire_time, state, started_at, finished_at, result::jsonb, error, attempts, due_at \
+                 FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::text[], $8::int4[], $9::timestamptz[]) \
+                 AS r(job_id, fire_time, state, started_at, finished_at, result, error, attempts, due_at) \
                  ON CONFLICT (job_id, fire_time) DO UPDATE SET state = EXCLUDED.state, \
                  started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, \
-                 result = EXCLUDED.result, error = EXCLUDED.error"
+                 result = EXCLUDED.result, error = EXCLUDED.error, \
+                 attempts = EXCLUDED.attempts, due_at = EXCLUDED.due_at"
+            ),
+            retries: format!(
+                "SELECT {} FROM {runs} WHERE state = 'retrying'",
+                sql::RUN_COLUMNS
             ),
             runs: format!(
                 "SELECT {} FROM {runs} WHERE job_id = $1 ORDER BY fire_time DESC LIMIT $2",
@@ -888,7 +923,7 @@ impl Sql {
             ),
             prune: format!(
                 "DELETE FROM {runs} WHERE id IN (SELECT id FROM {runs} \
-                 WHERE fire_time < $1 AND state NOT IN ('running', 'pending') ORDER BY fire_time LIMIT $2)"
+                 WHERE fire_time < $1 AND state NOT IN ('running', 'pending', 'retrying') ORDER BY fire_time LIMIT $2)"
             ),
             version_table_name,
         }
@@ -910,6 +945,11 @@ impl Columns for Cols<'_> {
 
     fn json(&self, index: usize) -> Result<Option<serde_json::Value>, String> {
         self.0.try_get(index).map_err(sql::decode_reason)
+    }
+
+    fn int(&self, index: usize) -> Result<Option<i64>, String> {
+        let value: Option<i32> = self.0.try_get(index).map_err(sql::decode_reason)?;
+        Ok(value.map(i64::from))
     }
 
     /// Read from the wire format itself: sqlx's chrono decoding panics on `infinity` and on

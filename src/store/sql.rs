@@ -162,7 +162,7 @@ pub(crate) const JOB_COLUMNS: &str = "id, name, task, args, trigger, options, ne
 
 /// The columns a run is read from, in this order.
 pub(crate) const RUN_COLUMNS: &str =
-    "job_id, fire_time, state, started_at, finished_at, result, error, owner";
+    "job_id, fire_time, state, started_at, finished_at, result, error, owner, attempts, due_at";
 
 /// One row as a backend decodes its columns; `Ok(None)` is SQL NULL, `Err` says why a value
 /// cannot be read.
@@ -170,6 +170,7 @@ pub(crate) trait Columns {
     fn text(&self, index: usize) -> Result<Option<String>, String>;
     fn json(&self, index: usize) -> Result<Option<serde_json::Value>, String>;
     fn time(&self, index: usize) -> Result<Option<DateTime<Utc>>, String>;
+    fn int(&self, index: usize) -> Result<Option<i64>, String>;
 }
 
 /// Why sqlx could not decode a column, without its "error occurred while decoding column n".
@@ -227,6 +228,10 @@ pub(crate) fn read_run(row: &impl Columns) -> Result<RunRecord, String> {
     run.result = row.json(5).map_err(|e| at("result", e))?;
     run.error = row.text(6).map_err(|e| at("error", e))?;
     run.node = row.text(7).map_err(|e| at("owner", e))?;
+    let attempts = required(row.int(8)).map_err(|e| at("attempts", e))?;
+    run.attempts = u32::try_from(attempts)
+        .map_err(|_| at("attempts", format!("{attempts} is not a count of attempts")))?;
+    run.due_at = row.time(9).map_err(|e| at("due_at", e))?;
     Ok(run)
 }
 

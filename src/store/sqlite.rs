@@ -82,6 +82,13 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     r#"
     ALTER TABLE "{prefix}runs" ADD COLUMN owner TEXT;
     "#,
+    // 4: retries. `attempts` made so far; a run waiting for its next one is `retrying`, due at
+    // `due_at`, and found at start through the partial index.
+    r#"
+    ALTER TABLE "{prefix}runs" ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE "{prefix}runs" ADD COLUMN due_at INTEGER;
+    CREATE INDEX "{prefix}runs_retrying" ON "{prefix}runs" (job_id) WHERE state = 'retrying';
+    "#,
 ];
 
 /// A [`JobStore`] in an SQLite database: a file, or memory (for tests and demos).
@@ -492,8 +499,12 @@ impl SqliteStore {
                     sqlx::query(&sql.delete_all).execute(&mut *tx).await?;
                 }
                 Step::Run(runs) => {
-                    let text =
-                        repeat_rows(&sql.run.0, "(?, ?, ?, ?, ?, ?, ?)", runs.len(), &sql.run.1);
+                    let text = repeat_rows(
+                        &sql.run.0,
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        runs.len(),
+                        &sql.run.1,
+                    );
                     let mut query = sqlx::query(&text);
                     for run in runs {
                         query = query
@@ -503,7 +514,9 @@ impl SqliteStore {
                             .bind(run.started_at.map(micros))
                             .bind(run.finished_at.map(micros))
                             .bind(run.result.as_ref().map(|result| result.to_string()))
-                            .bind(run.error.as_deref());
+                            .bind(run.error.as_deref())
+                            .bind(i64::from(run.attempts))
+                            .bind(run.due_at.map(micros));
                     }
                     query.execute(&mut *tx).await?;
                 }
@@ -654,6 +667,18 @@ impl JobStore for SqliteStore {
         })
     }
 
+    fn retries(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, BackendError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&self.inner.sql.retries)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(|e| self.backend(e))?;
+            rows.iter()
+                .map(|row| sql::read_run(&Cols(row)).map_err(BackendError::from))
+                .collect()
+        })
+    }
+
     fn prune_runs(
         &self,
         before: DateTime<Utc>,
@@ -707,6 +732,7 @@ struct Sql {
     delete_all: String,
     run: (String, String),
     runs: String,
+    retries: String,
     prune: String,
 }
 
@@ -742,12 +768,17 @@ impl Sql {
             delete_all: format!("DELETE FROM {jobs}"),
             run: (
                 format!(
-                    "INSERT INTO {runs} (job_id, fire_time, state, started_at, finished_at, result, error) VALUES "
+                    "INSERT INTO {runs} (job_id, fire_time, state, started_at, finished_at, result, error, attempts, due_at) VALUES "
                 ),
                 " ON CONFLICT (job_id, fire_time) DO UPDATE SET state = excluded.state, \
                  started_at = excluded.started_at, finished_at = excluded.finished_at, \
-                 result = excluded.result, error = excluded.error"
+                 result = excluded.result, error = excluded.error, \
+                 attempts = excluded.attempts, due_at = excluded.due_at"
                     .to_string(),
+            ),
+            retries: format!(
+                "SELECT {} FROM {runs} WHERE state = 'retrying'",
+                sql::RUN_COLUMNS
             ),
             runs: format!(
                 "SELECT {} FROM {runs} WHERE job_id = ? ORDER BY fire_time DESC LIMIT ?",
@@ -755,7 +786,7 @@ impl Sql {
             ),
             prune: format!(
                 "DELETE FROM {runs} WHERE id IN (SELECT id FROM {runs} \
-                 WHERE fire_time < ? AND state NOT IN ('running', 'pending') ORDER BY fire_time LIMIT ?)"
+                 WHERE fire_time < ? AND state NOT IN ('running', 'pending', 'retrying') ORDER BY fire_time LIMIT ?)"
             ),
         }
     }
@@ -801,6 +832,10 @@ impl Columns for Cols<'_> {
         self.get::<&str>(index)?
             .map(|text| serde_json::from_str(text).map_err(|e| format!("not JSON ({e})")))
             .transpose()
+    }
+
+    fn int(&self, index: usize) -> Result<Option<i64>, String> {
+        self.get(index)
     }
 
     fn time(&self, index: usize) -> Result<Option<DateTime<Utc>>, String> {

@@ -145,6 +145,19 @@ impl JobStore for TestStore {
         })
     }
 
+    fn retries(&self) -> BoxFuture<'_, Result<Vec<RunRecord>, BackendError>> {
+        Box::pin(async move {
+            self.check()?;
+            Ok(self.with(|i| {
+                i.runs
+                    .iter()
+                    .filter(|r| r.state == apsched::store::RunState::Retrying)
+                    .cloned()
+                    .collect()
+            }))
+        })
+    }
+
     fn prune_runs(
         &self,
         before: DateTime<Utc>,
@@ -188,6 +201,13 @@ pub fn tasks(seen: &Seen) -> TaskRegistry {
             }
         })
         .register("fail", |(): ()| async { Err::<(), _>("the disk is full") })
+        // Fails its first attempt of every run, then succeeds.
+        .register_with_context("flaky", |run: apsched::JobContext, (): ()| async move {
+            match run.attempt() {
+                1 => Err("the first attempt fails".to_string()),
+                attempt => Ok(attempt),
+            }
+        })
 }
 
 /// The `note` task for `text`.
