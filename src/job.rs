@@ -862,7 +862,7 @@ pub mod marker {
 /// - `Fn() -> Fut` and `Fn(JobContext) -> Fut` where `Fut: Future<Output = R>` (async tasks);
 /// - `Fn() -> R` and `Fn(JobContext) -> R` (blocking tasks, run on the blocking pool);
 ///
-/// with `R` either `()` or `Result<(), E: Display>`, and a ready [`Task`].
+/// with `R` any [`JobOutput`] (`()`, a `Serialize` value, or a `Result`), and a ready [`Task`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a job's task",
     label = "not an async or blocking job body",

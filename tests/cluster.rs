@@ -695,3 +695,42 @@ async fn shutdown_timeout_cancels_a_cluster_run_and_writes_its_end() {
     assert_eq!(db.count("SELECT count(*) FROM {s}.nodes").await, 0);
     db.0.drop_schema().await;
 }
+
+/// A cluster run past its job's timeout is stopped and written `timed_out`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_run_past_its_timeout_is_stopped_and_written_timed_out() {
+    let Some(db) = db().await else { return };
+    let node = db
+        .node("n", |c| c.poll_interval(Duration::from_millis(100)))
+        .await;
+    let mut events = node.subscribe();
+    let slow = db.tasks().task("slow", serde_json::json!(60_000)).unwrap();
+    node.add_job(slow, Date::at(Utc::now()))
+        .id("hangs")
+        .timeout(Duration::from_millis(200))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while db
+        .count("SELECT count(*) FROM {s}.runs WHERE state = 'timed_out'")
+        .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run was not stopped by its timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(drain(&mut events)
+        .iter()
+        .any(|e| matches!(e, Event::JobTimedOut { .. })));
+    assert_eq!(
+        db.count("SELECT count(*) FROM {s}.fires WHERE finished IS NULL")
+            .await,
+        1,
+        "it started and never finished its work"
+    );
+    shut_down(&[node]).await;
+    db.0.drop_schema().await;
+}

@@ -874,3 +874,49 @@ fn async_jobs_can_call_the_blocking_methods() {
     // The job holds a handle: shut down explicitly to break the cycle.
     scheduler.shutdown().unwrap();
 }
+
+#[test]
+fn run_now_gives_the_outcome_and_the_run_control_options_are_on_the_builder() {
+    let (scheduler, clock) = paused();
+    let job = scheduler
+        .add_job(
+            |run: apsched::JobContext| async move {
+                match run.attempt() {
+                    1 => Err("not yet"),
+                    attempt => Ok(attempt * 10),
+                }
+            },
+            Interval::hours(1),
+        )
+        .id("flaky")
+        .timeout(Duration::from_secs(30))
+        .retry(apsched::RetryPolicy::new(2).backoff(Duration::from_secs(1), Duration::from_secs(1)))
+        .add()
+        .unwrap();
+    assert_eq!(job.options.timeout, Some(Duration::from_secs(30)));
+    let events = event_channel(&scheduler);
+    scheduler.start().unwrap();
+    let run = scheduler.run_job_now("flaky").unwrap();
+    let waiting = std::thread::spawn(move || run.outcome());
+    wait_for(&events, "the retry", |e| {
+        matches!(e, Event::JobRetrying { .. })
+    });
+    // The retry waits up to 1 s of the scheduler's time.
+    clock.advance(Duration::from_secs(2));
+    let outcome = waiting.join().unwrap().unwrap();
+    assert_eq!(outcome.state, apsched::store::RunState::Succeeded);
+    assert_eq!(outcome.attempts, 2);
+    assert_eq!(outcome.result, Some(serde_json::json!(20)));
+    let refused = scheduler
+        .modify_job("flaky")
+        .timeout(Duration::ZERO)
+        .apply();
+    assert!(matches!(
+        refused,
+        Err(Error::InvalidOption {
+            option: "timeout",
+            ..
+        })
+    ));
+    drop(clock);
+}

@@ -801,6 +801,7 @@ impl Node {
                 task,
                 scheduled: candidate.fire_time,
                 token: token.child_token(),
+                timeout: candidate.timeout,
                 node: Arc::clone(&self.id),
                 done: self.done_tx.clone(),
             };
@@ -845,7 +846,11 @@ impl Node {
                     None,
                 ),
                 Some(Err(message)) => (
-                    RunState::Failed,
+                    if done.timed_out {
+                        RunState::TimedOut
+                    } else {
+                        RunState::Failed
+                    },
                     None,
                     Some(message.replace('\0', "\u{FFFD}")),
                 ),
@@ -955,6 +960,7 @@ impl ClusterRun {
             id: self.id,
             scheduled: self.scheduled,
             result: None,
+            timed_out: false,
         });
     }
 }
@@ -986,6 +992,7 @@ struct Candidate {
     task: String,
     args: serde_json::Value,
     max_instances: u32,
+    timeout: Option<std::time::Duration>,
 }
 
 impl Candidate {
@@ -993,10 +1000,8 @@ impl Candidate {
         // Options that do not decode were set aside when the job was materialized; a row
         // changed behind the cluster's back since gets the defaults.
         let options: serde_json::Value = row.try_get(6)?;
-        let max_instances = serde_json::from_value::<JobOptions>(options)
-            .unwrap_or_default()
-            .max_instances
-            .max(1);
+        let options = serde_json::from_value::<JobOptions>(options).unwrap_or_default();
+        let (max_instances, timeout) = (options.max_instances.max(1), options.timeout);
         Ok(Candidate {
             run_id: row.try_get(0)?,
             job_id: row.try_get(1)?,
@@ -1005,6 +1010,7 @@ impl Candidate {
             task: row.try_get(4)?,
             args: row.try_get(5)?,
             max_instances,
+            timeout,
         })
     }
 }

@@ -158,6 +158,8 @@ pub(crate) struct ClusterRun {
     pub(crate) scheduled: DateTime<Utc>,
     /// Cancelled when the node loses its lease.
     pub(crate) token: CancellationToken,
+    /// The job's timeout (retries are not run in a cluster).
+    pub(crate) timeout: Option<Duration>,
     pub(crate) node: Arc<str>,
     pub(crate) done: mpsc::UnboundedSender<ClusterRunDone>,
 }
@@ -171,6 +173,7 @@ impl ClusterRun {
             id: self.id,
             scheduled: self.scheduled,
             result: None,
+            timed_out: false,
         });
     }
 }
@@ -184,6 +187,8 @@ pub(crate) struct ClusterRunDone {
     pub(crate) scheduled: DateTime<Utc>,
     /// `None`: the run did not start (the scheduler is stopping), so the node hands it back.
     pub(crate) result: Option<RunResult>,
+    /// Whether it passed its timeout (its result is then the error saying so).
+    pub(crate) timed_out: bool,
 }
 
 /// Missed fire times of one job, run one after another (APScheduler 3 runs them in one
@@ -717,9 +722,11 @@ impl Core {
             task,
             scheduled,
             token,
+            timeout,
             node,
             done,
         } = run;
+        let timeout = timeout.map(|limit| (limit, token.child_token()));
         let slot = self.runs.insert(Running {
             key: None,
             id: id.clone(),
@@ -766,7 +773,7 @@ impl Core {
             sink: &mut self.ready,
             claim: Some(Arc::new(Claim { fence, token, node })),
             attempt: 1,
-            timeout: None,
+            timeout,
         };
         task.into_body().start(launch);
     }
@@ -1048,11 +1055,16 @@ impl Core {
         scheduled: DateTime<Utc>,
         done: RunDone,
     ) {
-        let result = match done.end {
-            End::Returned(result) => result,
-            End::TimedOut | End::StillGoing => Err(timed_out_message(done.duration)),
+        let (result, timed_out) = match done.end {
+            End::Returned(result) => (result, false),
+            End::TimedOut | End::StillGoing => (Err(timed_out_message(done.duration)), true),
         };
         let event = match &result {
+            _ if timed_out => Event::JobTimedOut {
+                job_id: id.clone(),
+                scheduled_run_time: scheduled,
+                elapsed: done.duration,
+            },
             Ok(_) => Event::JobExecuted {
                 job_id: id.clone(),
                 scheduled_run_time: scheduled,
@@ -1073,6 +1085,7 @@ impl Core {
             id,
             scheduled,
             result: Some(result),
+            timed_out,
         });
     }
 
