@@ -48,6 +48,9 @@ pub(super) struct Running {
     catch_up: Option<Box<CatchUp>>,
     /// Set for a run a cluster node claimed: where its end is reported.
     cluster: Option<Box<ClusterTicket>>,
+    /// Its `job` metric label, taken at its start: a one-shot job is gone by its end.
+    #[cfg(feature = "metrics")]
+    pub(super) job: crate::metrics::JobLabel,
 }
 
 /// A cluster run's way back to its node.
@@ -426,6 +429,10 @@ impl Core {
     pub(super) fn missed(&mut self, key: Key, id: &JobId, scheduled: DateTime<Utc>) {
         tracing::warn!(job.id = %id, %scheduled, "apsched: run missed by more than its grace time");
         self.record_run(key, id, RunRecord::new(id, scheduled, RunState::Missed));
+        #[cfg(feature = "metrics")]
+        self.shared
+            .metrics
+            .run_skipped(crate::metrics::Outcome::Missed, self.jobs.get(key), id);
         self.shared.emit(|| Event::JobMissed {
             job_id: id.clone(),
             scheduled_run_time: scheduled,
@@ -446,6 +453,12 @@ impl Core {
         };
         if *running >= entry.options.max_instances {
             tracing::warn!(job.id = %entry.id, "apsched: run skipped, max_instances reached");
+            #[cfg(feature = "metrics")]
+            self.shared.metrics.run_skipped(
+                crate::metrics::Outcome::MaxInstances,
+                Some(entry),
+                &entry.id,
+            );
             let id = entry.id.clone();
             self.shared.emit(|| Event::JobMaxInstances {
                 job_id: id.clone(),
@@ -456,6 +469,11 @@ impl Core {
         }
         *running += 1;
         let started_at = self.shared.now();
+        #[cfg(feature = "metrics")]
+        let job = self
+            .shared
+            .metrics
+            .run_started(entry, started_at - scheduled);
         let run = self.runs.insert(Running {
             key: Some(key),
             id: entry.id.clone(),
@@ -463,6 +481,8 @@ impl Core {
             started_at,
             catch_up,
             cluster: None,
+            #[cfg(feature = "metrics")]
+            job,
         });
         self.shared
             .running
@@ -521,17 +541,27 @@ impl Core {
             node,
             done,
         } = run;
+        let started_at = self.shared.now();
+        #[cfg(feature = "metrics")]
+        let job = self.shared.metrics.cluster_run_started(
+            name.as_ref(),
+            task.name(),
+            &id,
+            started_at - scheduled,
+        );
         let slot = self.runs.insert(Running {
             key: None,
             id: id.clone(),
             scheduled,
-            started_at: self.shared.now(),
+            started_at,
             catch_up: None,
             cluster: Some(Box::new(ClusterTicket {
                 run_id,
                 fence,
                 done,
             })),
+            #[cfg(feature = "metrics")]
+            job,
         });
         self.shared
             .running
@@ -582,7 +612,13 @@ impl Core {
             started_at,
             catch_up,
             cluster,
+            #[cfg(feature = "metrics")]
+            job,
         } = running;
+        #[cfg(feature = "metrics")]
+        let outcome = crate::metrics::Outcome::of(&done.result);
+        #[cfg(feature = "metrics")]
+        self.shared.metrics.run_ended(&job, outcome, done.duration);
         let Some(key) = key else {
             if let Some(ticket) = cluster {
                 self.cluster_run_finished(*ticket, id, scheduled, done);
