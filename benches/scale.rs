@@ -13,6 +13,14 @@
 //! RSS and CPU time are per process, so a run sharing the process with an earlier one would
 //! reuse that one's freed heap and undercount its own memory.
 //!
+//! With `--features metrics`, `burst` and `interval` also run with metrics on (a Prometheus
+//! recorder installed, `apsched_metrics`) and off (none), alternately, best of three each (one
+//! in quick mode), and a second table compares them:
+//!
+//! ```text
+//! cargo bench --features metrics --bench scale -- burst interval
+//! ```
+//!
 //! Job bodies record cheaply (atomics in a pre-sized, leaked table) so the figures measure the
 //! scheduler, not the recording.
 #![forbid(unsafe_code)]
@@ -31,6 +39,8 @@ use tokio::sync::Notify;
 
 #[path = "common/table.rs"]
 mod table;
+#[cfg(feature = "metrics")]
+use table::print_table_as;
 use table::{print_table, Kind, Row};
 
 const SCENARIOS: [&str; 8] = [
@@ -120,6 +130,8 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let mut rows = Vec::new();
+    #[cfg(feature = "metrics")]
+    let mut metrics_rows: Vec<Row> = Vec::new();
     for scenario in scenarios {
         let mut results = BTreeMap::new();
         for system in SYSTEMS {
@@ -132,11 +144,25 @@ fn main() {
             &results["floor"],
             scale,
         ));
+        #[cfg(feature = "metrics")]
+        if matches!(scenario, "burst" | "interval") {
+            metrics_rows.extend(metrics::compare(scenario, &results["apsched"], scale));
+        }
     }
     print_table(
         &rows,
         "ratio: apsched's cost over the floor's (time, bytes, lateness, CPU; for rates floor/apsched), so above 1 means apsched does worse.",
     );
+    #[cfg(feature = "metrics")]
+    if !metrics_rows.is_empty() {
+        println!();
+        print_table_as(
+            &metrics_rows,
+            ["metrics on", "metrics off"],
+            "metrics on: a Prometheus recorder installed before the scheduler is built; off: none. \
+             Best of the interleaved child runs of each (three at full scale, one in quick mode).",
+        );
+    }
     if scale.quick {
         println!(
             "quick mode: 1/10 scale and short spans, a smoke run. The goals are set for full \
@@ -179,9 +205,14 @@ fn run_child(scenario: &str, system: &str, scale: Scale) -> Figures {
         .expect("a Tokio runtime");
     let apsched = match system {
         "apsched" => true,
+        #[cfg(feature = "metrics")]
+        "apsched_metrics" => true,
         "floor" => false,
         other => panic!("unknown system '{other}'"),
     };
+    // Installed before the scenario builds its scheduler, which registers its metrics.
+    #[cfg(feature = "metrics")]
+    let prometheus = (system == "apsched_metrics").then(metrics::install);
     let scenario = scenario.to_string();
     // The body runs as a spawned task, on a worker, as application code would.
     let figures = runtime.block_on(async move {
@@ -210,6 +241,11 @@ fn run_child(scenario: &str, system: &str, scale: Scale) -> Figures {
         .expect("the scenario task")
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
+    #[cfg(feature = "metrics")]
+    let figures = match prometheus {
+        Some(handle) => metrics::with_recorded(figures, &handle),
+        None => figures,
+    };
     figures
 }
 
@@ -754,11 +790,14 @@ async fn interval_apsched(scale: Scale) -> Figures {
     let setup_overran = Utc::now() >= start;
     let end = start + TimeDelta::seconds(i64::from(fires));
     let until = Instant::now() + (end - Utc::now()).to_std().unwrap_or_default();
+    let cpu0 = cpu_seconds();
     rec.wait(until + Duration::from_secs(5)).await;
+    let cpu = cpu_seconds() - cpu0;
     // Give a doubled run the chance to show.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut f = rec.figures("", fires);
     f.insert("setup_overran".into(), f64::from(u8::from(setup_overran)));
+    f.insert("cpu_ms".into(), cpu * 1000.0);
     f
 }
 
@@ -1142,4 +1181,110 @@ fn rows_for(scenario: &str, a: &Figures, f: &Figures, scale: Scale) -> Vec<Row> 
         _ => {}
     }
     rows
+}
+
+// ---- metrics on against off ----
+
+#[cfg(feature = "metrics")]
+mod metrics {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+    use super::{spawn_child, Figures, Kind, Row, Scale, BURST_JOBS};
+
+    /// Installs a Prometheus recorder as an application would, histograms with buckets.
+    pub(super) fn install() -> PrometheusHandle {
+        let buckets = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0];
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Prefix("apsched_run_".into()), &buckets)
+            .expect("buckets")
+            .install_recorder()
+            .expect("the only recorder of this process")
+    }
+
+    /// Adds what the recorder counted (successful runs), rendered as a scrape would: proof
+    /// that the "on" runs recorded.
+    pub(super) fn with_recorded(mut figures: Figures, handle: &PrometheusHandle) -> Figures {
+        handle.run_upkeep();
+        let text = handle.render();
+        let runs = text
+            .lines()
+            .find_map(|l| l.strip_prefix("apsched_runs_total{outcome=\"success\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        figures.insert("metrics_runs".into(), runs);
+        figures
+    }
+
+    /// Runs `scenario` with metrics on and off, interleaved (`off` is the main table's run,
+    /// the first of the offs), and compares the best of each.
+    pub(super) fn compare(scenario: &str, off: &Figures, scale: Scale) -> Vec<Row> {
+        let rounds = if scale.quick { 1 } else { 3 };
+        let (mut offs, mut ons) = (vec![off.clone()], Vec::new());
+        for round in 0..rounds {
+            eprintln!(
+                "running {scenario} / apsched, metrics on ({}/{rounds}) ...",
+                round + 1
+            );
+            ons.push(spawn_child(scenario, "apsched_metrics", scale));
+            if round + 1 < rounds {
+                eprintln!(
+                    "running {scenario} / apsched, metrics off ({}/{rounds}) ...",
+                    round + 2
+                );
+                offs.push(spawn_child(scenario, "apsched", scale));
+            }
+        }
+        let best = |runs: &[Figures], key: &str| {
+            runs.iter()
+                .filter_map(|f| f.get(key).copied())
+                .fold(f64::NAN, f64::min)
+        };
+        let row = |label: String, key: &str| {
+            let (on, off) = (best(&ons, key), best(&offs, key));
+            Row {
+                scenario: label,
+                apsched: on,
+                floor: off,
+                kind: Kind::Cost,
+                goal: "<= 1.1x off".into(),
+                pass: Some(on <= 1.1 * off),
+            }
+        };
+        let recorded = |label: String, wanted: f64| {
+            let got = best(&ons, "metrics_runs");
+            Row {
+                scenario: label,
+                apsched: got,
+                floor: f64::NAN,
+                kind: Kind::Count,
+                goal: format!("{wanted}"),
+                pass: Some(got == wanted),
+            }
+        };
+        match scenario {
+            "burst" => {
+                let n = scale.jobs(BURST_JOBS);
+                vec![
+                    row(format!("burst {n}: drain time (ms)"), "max_ms"),
+                    row("burst: CPU ms, due -> last ran".into(), "drain_cpu_ms"),
+                    recorded("burst: runs the recorder counted".into(), n as f64),
+                ]
+            }
+            "interval" => {
+                let (n, fires, _) = super::interval_plan(scale);
+                vec![
+                    row(
+                        format!("interval {n} x 1s, {fires} fires: lateness p99 (ms)"),
+                        "p99_ms",
+                    ),
+                    row("interval: CPU ms over the runs".into(), "cpu_ms"),
+                    recorded(
+                        "interval: runs the recorder counted".into(),
+                        (n * fires as usize) as f64,
+                    ),
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
 }

@@ -4,12 +4,15 @@
 //! - the management API is mounted at `/scheduler` (`GET /scheduler/jobs`, ...), its mutating
 //!   routes guarded by a bearer token (reads stay open);
 //! - the scheduler handle sits in the app state, for the app's own handlers (`GET /`);
+//! - the scheduler's metrics are served at `/metrics` in Prometheus' text format, through
+//!   `metrics-exporter-prometheus` (installed before the scheduler is built, which registers
+//!   them);
 //! - Ctrl-C (or the end of `--seconds N`) stops the server, then the scheduler, which waits for
 //!   the runs under way.
 //!
 //! ```text
-//! cargo run --example axum_app --features axum                  # until Ctrl-C, on port 3000
-//! cargo run --example axum_app --features axum -- --seconds 3 --port 0
+//! cargo run --example axum_app --features axum,metrics                  # until Ctrl-C, on port 3000
+//! cargo run --example axum_app --features axum,metrics -- --seconds 3 --port 0
 //! ```
 //!
 //! With `--seconds`, the example also calls its own API once up, to show the guard at work.
@@ -18,6 +21,7 @@
 //! ```text
 //! curl localhost:3000/scheduler/jobs
 //! curl -X POST -H 'Authorization: Bearer change-me' localhost:3000/scheduler/jobs/cleanup/run
+//! curl localhost:3000/metrics
 //! ```
 
 use std::net::SocketAddr;
@@ -33,12 +37,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Clone)]
 struct AppState {
     scheduler: Scheduler,
+    metrics: PrometheusHandle,
 }
 
 /// The background job: pretends to drop stale sessions.
@@ -58,6 +64,30 @@ async fn index(State(state): State<AppState>) -> Result<Json<serde_json::Value>,
         "service": "axum_app",
         "jobs": jobs.iter().map(|job| job.to_string()).collect::<Vec<_>>(),
     })))
+}
+
+/// The metrics in Prometheus' text format, for a scraper.
+async fn metrics(State(state): State<AppState>) -> String {
+    state.metrics.render()
+}
+
+/// The Prometheus recorder, installed for the whole process; histograms get buckets (without
+/// them the exporter renders summaries).
+fn install_metrics() -> Result<PrometheusHandle, Box<dyn std::error::Error>> {
+    let seconds = [0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Prefix("apsched_run_".into()), &seconds)?
+        .install_recorder()?;
+    // The exporter leaves draining its histograms to the application.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 /// Lets a request through only with `Authorization: Bearer <token>`.
@@ -106,6 +136,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "change-me".into())
         .into();
 
+    let metrics_handle = install_metrics()?;
     let scheduler = Scheduler::new();
     scheduler.start().await?;
     let job = scheduler
@@ -122,14 +153,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_router();
     let app = Router::new()
         .route("/", get(index))
+        .route("/metrics", get(metrics))
         .nest("/scheduler", api)
         .with_state(AppState {
             scheduler: scheduler.clone(),
+            metrics: metrics_handle,
         });
 
     let listener = TcpListener::bind(("127.0.0.1", args.port)).await?;
     let addr = listener.local_addr()?;
-    println!("[http] listening on http://{addr} (API at /scheduler, token from APSCHED_TOKEN)");
+    println!("[http] listening on http://{addr} (API at /scheduler, token from APSCHED_TOKEN, metrics at /metrics)");
 
     if args.seconds.is_some() {
         tokio::spawn(demo(addr, Arc::clone(&token)));
@@ -177,9 +210,20 @@ async fn demo(addr: SocketAddr, token: Arc<str>) {
         ),
         ("GET", "/scheduler", None, ""),
         ("GET", "/", None, ""),
+        ("GET", "/metrics", None, ""),
     ];
     for (method, path, auth, note) in calls {
         match http(addr, method, path, auth).await {
+            // A scrape is long: its counters and gauges are enough to show.
+            Ok((status, body)) if path == "/metrics" => {
+                let series: Vec<&str> = body
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("apsched_runs_total") || l.starts_with("apsched_jobs")
+                    })
+                    .collect();
+                println!("[client] {method} {path} -> {status} {}", series.join("; "));
+            }
             Ok((status, body)) => println!("[client] {method} {path}{note} -> {status} {body}"),
             Err(error) => println!("[client] {method} {path} failed: {error}"),
         }

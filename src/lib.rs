@@ -67,6 +67,7 @@
 //! | [`TaskRegistry`] | named tasks built from JSON arguments (what may be added over HTTP or kept in a durable store) |
 //! | [`store`] | where jobs are kept: the memory store, or a durable [`JobStore`](store::JobStore) (SQLite, PostgreSQL) |
 //! | `web` (feature `axum`) | a job-management REST router |
+//! | `metrics` (feature `metrics`) | run counts, durations, lateness, jobs and store errors through the `metrics` facade |
 //! | [`Error`] | everything that can go wrong, by field and value |
 //!
 //! # Feature flags
@@ -76,6 +77,7 @@
 //! | `axum` | `apsched::web`: the job-management router for axum 0.8 |
 //! | `sqlite` | `store::SqliteStore`: jobs and run history in an SQLite file |
 //! | `postgres` | `store::PostgresStore`: jobs and run history in PostgreSQL |
+//! | `metrics` | `apsched::metrics`: runs by outcome, run duration and lateness, jobs and runs in progress, store errors, through the [`metrics`](https://docs.rs/metrics) facade (any exporter) |
 //!
 //! Without `sqlite` or `postgres`, jobs live in memory (or in a [`JobStore`](store::JobStore) of
 //! your own).
@@ -91,6 +93,9 @@ mod core;
 mod error;
 mod event;
 mod job;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod registry;
 mod scheduler;
 mod serde_util;

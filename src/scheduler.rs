@@ -97,6 +97,8 @@ pub struct SchedulerBuilder {
     timeout_grace: Duration,
     #[cfg(feature = "postgres")]
     clusters: Vec<(String, crate::cluster::Cluster)>,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for SchedulerBuilder {
@@ -136,6 +138,8 @@ impl Default for SchedulerBuilder {
             timeout_grace: Duration::from_secs(5),
             #[cfg(feature = "postgres")]
             clusters: Vec::new(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 }
@@ -267,6 +271,27 @@ impl SchedulerBuilder {
         self
     }
 
+    /// How the scheduler reports [metrics](crate::metrics) (feature `metrics`). Default
+    /// [`Metrics::default`](crate::metrics::Metrics::default): every metric, no job labels.
+    /// The recorder must be installed before [`build`](Self::build), which registers them.
+    ///
+    /// ```
+    /// use apsched::metrics::Metrics;
+    /// use apsched::Scheduler;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let scheduler = Scheduler::builder().metrics(Metrics::new().job_labels(true)).build();
+    /// # drop(scheduler);
+    /// # }
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Where wall-clock time comes from. Default [`SystemClock`]; tests use
     /// [`TestClock`](crate::TestClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -318,6 +343,10 @@ impl SchedulerBuilder {
         #[cfg(feature = "postgres")]
         {
             shared.clusters = clusters;
+        }
+        #[cfg(feature = "metrics")]
+        {
+            shared.metrics = crate::metrics::Instruments::new(&self.metrics, &shared.stores);
         }
         let shared = Arc::new(shared);
         let tx = crate::core::spawn(

@@ -54,7 +54,14 @@ fn fmt_num(v: f64) -> String {
 
 /// Prints `rows` as a Markdown table, then `footnote`.
 pub fn print_table(rows: &[Row], footnote: &str) {
-    let header = ["scenario", "apsched", "floor", "ratio", "goal", "result"];
+    print_table_as(rows, ["apsched", "floor"], footnote);
+}
+
+/// The same, naming the two figure columns (`Row::apsched`, `Row::floor`) as given.
+pub fn print_table_as(rows: &[Row], columns: [&str; 2], footnote: &str) {
+    let header = [
+        "scenario", columns[0], columns[1], "ratio", "goal", "result",
+    ];
     let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {

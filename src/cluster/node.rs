@@ -135,6 +135,8 @@ impl Node {
     }
 
     pub(crate) fn error(&self, operation: &'static str, error: sqlx::Error) -> Error {
+        #[cfg(feature = "metrics")]
+        crate::metrics::store_failed(&self.name, operation);
         Error::Store {
             store: self.name.to_string(),
             operation,
@@ -595,6 +597,10 @@ impl Node {
         tx.commit().await?;
         for (job_id, fire_time) in plan.missed {
             tracing::warn!(job.id = %job_id, scheduled = %fire_time, "apsched: run missed by more than its grace time");
+            #[cfg(feature = "metrics")]
+            shared
+                .metrics
+                .run_skipped_named(crate::metrics::Outcome::Missed, &job_id);
             shared.emit(|| Event::JobMissed {
                 job_id: JobId::new(&job_id),
                 scheduled_run_time: fire_time,
@@ -774,6 +780,11 @@ impl Node {
         tx.commit().await?;
         for candidate in &skipped {
             tracing::warn!(job.id = %candidate.job_id, "apsched: run skipped, max_instances reached across the cluster");
+            #[cfg(feature = "metrics")]
+            shared.metrics.run_skipped_named(
+                crate::metrics::Outcome::MaxInstances,
+                candidate.name.as_deref().unwrap_or(&candidate.job_id),
+            );
             shared.emit(|| Event::JobMaxInstances {
                 job_id: JobId::new(&candidate.job_id),
                 scheduled_run_time: candidate.fire_time,
@@ -878,6 +889,8 @@ impl Node {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             if !written.contains(&done.run_id) && done.result.is_some() {
                 tracing::warn!(job.id = %done.id, scheduled = %done.scheduled, fence = done.fence, "apsched: a run's outcome was fenced off: the cluster reaped the run while it was going");
+                #[cfg(feature = "metrics")]
+                shared.metrics.run_fenced();
                 shared.emit(|| Event::RunFenced {
                     job_id: done.id.clone(),
                     scheduled_run_time: done.scheduled,

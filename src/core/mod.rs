@@ -43,6 +43,8 @@ pub(crate) use command::{Command, JobChange, Modification, ShutdownReply};
 pub(crate) use commit::stored;
 #[cfg(feature = "postgres")]
 pub(crate) use misfire::decide;
+#[cfg(feature = "metrics")]
+pub(crate) use run::End;
 pub(crate) use run::{in_run_of, Launch, RunEnv};
 #[cfg(feature = "postgres")]
 pub(crate) use run::{ClusterRun, ClusterRunDone};
@@ -110,6 +112,8 @@ pub(crate) struct Shared {
     /// The clusters this scheduler is a node of, by store name.
     #[cfg(feature = "postgres")]
     pub(crate) clusters: Vec<Arc<crate::cluster::Node>>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Instruments,
 }
 
 impl Shared {
@@ -129,6 +133,8 @@ impl Shared {
             runs_cancel: tokio_util::sync::CancellationToken::new(),
             #[cfg(feature = "postgres")]
             clusters: Vec::new(),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instruments::default(),
             clock,
             events: broadcast::channel(event_capacity).0,
             subscribers: Arc::new(AtomicUsize::new(0)),
@@ -350,6 +356,10 @@ impl Core {
             self.spawn_ready();
             self.flush_writes();
             self.due.compact(&self.jobs);
+            #[cfg(feature = "metrics")]
+            self.shared
+                .metrics
+                .publish(self.runs.len(), self.jobs.by_store());
             if matches!(self.lifecycle, Lifecycle::ShuttingDown(_))
                 && self.runs.is_empty()
                 && self.pending.is_empty()
@@ -558,6 +568,8 @@ impl Core {
         runs.into_iter()
             .map(|mut run| {
                 tracing::warn!(job.id = %run.id, scheduled = %run.scheduled, "apsched: run abandoned at shutdown, still going after its cancellation");
+                #[cfg(feature = "metrics")]
+                self.shared.metrics.count(&run.job, crate::metrics::Outcome::Abandoned);
                 let mut record = crate::store::RunRecord::new(
                     &run.id,
                     run.scheduled,
@@ -607,6 +619,8 @@ impl Drop for Core {
         if !matches!(self.lifecycle, Lifecycle::ShutDown) {
             self.shared.publish(SchedulerState::Closed);
         }
+        #[cfg(feature = "metrics")]
+        self.shared.metrics.publish(0, &[]);
     }
 }
 

@@ -24,6 +24,8 @@ use super::misfire::next_catch_up;
 use super::table::Key;
 use super::{Core, Shared};
 use crate::job::{Claim, JobContext, Name, RunResult};
+#[cfg(feature = "metrics")]
+use crate::metrics::Outcome;
 use crate::store::{RunRecord, RunState};
 use crate::trigger::Trigger;
 use crate::{Event, JobId, Scheduler};
@@ -81,6 +83,9 @@ pub(super) struct Running {
     /// Set for a run a cluster node claimed: where its end is reported.
     cluster: Option<Box<ClusterTicket>>,
     waiter: Option<Waiter>,
+    /// Its `job` metric label, taken at its start: a one-shot job is gone by its end.
+    #[cfg(feature = "metrics")]
+    pub(super) job: crate::metrics::JobLabel,
 }
 
 impl Running {
@@ -602,6 +607,10 @@ impl Core {
     pub(super) fn missed(&mut self, key: Key, id: &JobId, scheduled: DateTime<Utc>) {
         tracing::warn!(job.id = %id, %scheduled, "apsched: run missed by more than its grace time");
         self.record_run(key, id, RunRecord::new(id, scheduled, RunState::Missed));
+        #[cfg(feature = "metrics")]
+        self.shared
+            .metrics
+            .run_skipped(crate::metrics::Outcome::Missed, self.jobs.get(key), id);
         self.shared.emit(|| Event::JobMissed {
             job_id: id.clone(),
             scheduled_run_time: scheduled,
@@ -622,6 +631,12 @@ impl Core {
         };
         if *running >= entry.options.max_instances {
             tracing::warn!(job.id = %entry.id, "apsched: run skipped, max_instances reached");
+            #[cfg(feature = "metrics")]
+            self.shared.metrics.run_skipped(
+                crate::metrics::Outcome::MaxInstances,
+                Some(entry),
+                &entry.id,
+            );
             let id = entry.id.clone();
             self.shared.emit(|| Event::JobMaxInstances {
                 job_id: id.clone(),
@@ -652,6 +667,11 @@ impl Core {
             return;
         };
         let started_at = self.shared.now();
+        #[cfg(feature = "metrics")]
+        let job = self
+            .shared
+            .metrics
+            .run_started(entry, (attempt == 1).then(|| started_at - scheduled));
         let run = self.runs.insert(Running {
             key: Some(key),
             id: entry.id.clone(),
@@ -662,6 +682,8 @@ impl Core {
             catch_up,
             cluster: None,
             waiter,
+            #[cfg(feature = "metrics")]
+            job,
         });
         self.shared
             .running
@@ -727,11 +749,19 @@ impl Core {
             done,
         } = run;
         let timeout = timeout.map(|limit| (limit, token.child_token()));
+        let started_at = self.shared.now();
+        #[cfg(feature = "metrics")]
+        let job = self.shared.metrics.cluster_run_started(
+            name.as_ref(),
+            task.name(),
+            &id,
+            started_at - scheduled,
+        );
         let slot = self.runs.insert(Running {
             key: None,
             id: id.clone(),
             scheduled,
-            started_at: self.shared.now(),
+            started_at,
             attempt: 1,
             timed_out: false,
             catch_up: None,
@@ -741,6 +771,8 @@ impl Core {
                 done,
             })),
             waiter: None,
+            #[cfg(feature = "metrics")]
+            job,
         });
         self.shared
             .running
@@ -800,8 +832,14 @@ impl Core {
             catch_up,
             cluster,
             waiter,
+            #[cfg(feature = "metrics")]
+            job,
         } = running;
         let Some(key) = key else {
+            #[cfg(feature = "metrics")]
+            self.shared
+                .metrics
+                .run_ended(&job, Outcome::of_end(&done.end), done.duration);
             if let Some(ticket) = cluster {
                 self.cluster_run_finished(*ticket, id, scheduled, done);
             }
@@ -839,7 +877,16 @@ impl Core {
             catch_up,
             waiter,
         };
-        match self.retry_delay(key, &ended.record) {
+        let delay = self.retry_delay(key, &ended.record);
+        #[cfg(feature = "metrics")]
+        {
+            let outcome = match delay {
+                Some(_) => Outcome::Retrying,
+                None => Outcome::of_state(ended.record.state),
+            };
+            self.shared.metrics.run_ended(&job, outcome, done.duration);
+        }
+        match delay {
             Some(delay) => self.retry(key, &id, ended, delay),
             None => self.run_ended(key, &id, ended),
         }
@@ -1035,6 +1082,10 @@ impl Core {
         record.attempts = running.attempt;
         record.error = Some(timed_out_message(elapsed));
         tracing::warn!(job.id = %id, %scheduled, "apsched: blocking run timed out; it goes on until it returns");
+        #[cfg(feature = "metrics")]
+        self.shared
+            .metrics
+            .run_ended(&running.job, Outcome::TimedOut, elapsed);
         self.shared.emit(|| Event::JobTimedOut {
             job_id: id.clone(),
             scheduled_run_time: scheduled,

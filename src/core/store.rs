@@ -57,7 +57,10 @@ impl StoreInfo {
         *self.outage.lock().unwrap_or_else(|e| e.into_inner()) = outage;
     }
 
+    /// The error of a failed store operation (every one is made here, so it is also counted).
     pub(crate) fn error(&self, operation: &'static str, error: BackendError) -> Error {
+        #[cfg(feature = "metrics")]
+        crate::metrics::store_failed(&self.name, operation);
         Error::Store {
             store: self.name.to_string(),
             operation,

@@ -343,6 +343,9 @@ impl Entry {
 pub(crate) struct JobTable {
     chunks: Vec<Box<[Slot]>>,
     len: usize,
+    /// Jobs by store index, for the `apsched_jobs` gauge.
+    #[cfg(feature = "metrics")]
+    by_store: Vec<usize>,
 }
 
 const CHUNK: usize = 1024;
@@ -395,11 +398,19 @@ impl JobTable {
                 .push((0..CHUNK).map(|_| Slot::default()).collect());
         }
         let slot = &mut self.chunks[index / CHUNK][index % CHUNK];
+        // The store sits in the tag's top 8 bits (see `Key`).
+        #[cfg(feature = "metrics")]
+        let replaced = slot
+            .entry
+            .is_some()
+            .then_some((slot.tag >> 24) as StoreIndex);
         slot.tag = key.tag();
         slot.running = 0;
         if slot.entry.replace(entry).is_none() {
             self.len += 1;
         }
+        #[cfg(feature = "metrics")]
+        self.count_store(key.store(), replaced);
     }
 
     /// Drops the entry in place (it is large: moving it out costs) and returns its id.
@@ -407,7 +418,36 @@ impl JobTable {
         let slot = self.slot_mut(key)?;
         let id = slot.entry.take()?.id;
         self.len -= 1;
+        #[cfg(feature = "metrics")]
+        self.uncount_store(key.store());
         Some(id)
+    }
+
+    /// One more job in `store`, one fewer in `replaced` (the store of an entry it took the
+    /// place of).
+    #[cfg(feature = "metrics")]
+    fn count_store(&mut self, store: StoreIndex, replaced: Option<StoreIndex>) {
+        let store = usize::from(store);
+        if self.by_store.len() <= store {
+            self.by_store.resize(store + 1, 0);
+        }
+        self.by_store[store] += 1;
+        if let Some(replaced) = replaced {
+            self.uncount_store(replaced);
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    fn uncount_store(&mut self, store: StoreIndex) {
+        if let Some(count) = self.by_store.get_mut(usize::from(store)) {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// How many jobs each store holds, by store index (a store past the end holds none).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn by_store(&self) -> &[usize] {
+        &self.by_store
     }
 
     /// How many jobs the table holds.
