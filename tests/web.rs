@@ -89,6 +89,7 @@ fn tick_json() -> Value {
             "start": "2024-01-01T00:01:00Z",
             "timezone": "UTC"
         },
+        "trigger_text": "every 1 minute",
         "next_run_time": "2024-01-01T00:01:00Z",
         "misfire_grace_time": 1.0,
         "coalesce": true,
@@ -417,6 +418,7 @@ async fn adding_a_registered_task_schedules_it_with_its_arguments() {
                 "start": "2024-01-01T00:00:30Z",
                 "timezone": "UTC"
             },
+            "trigger_text": "every 30 seconds",
             "next_run_time": "2024-01-01T00:00:30Z",
             "misfire_grace_time": null,
             "coalesce": true,
@@ -816,4 +818,144 @@ async fn a_hostile_cron_step_over_http_is_refused_and_the_scheduler_keeps_time()
     assert_eq!(body["field"], "year");
     advance(Duration::from_millis(3500)).await;
     assert_eq!(runs.count(), 3, "the other job ran on time");
+}
+
+// ---- reads for the dashboard: paging, runs, nodes ----
+
+/// Sends one request; answers the whole response.
+async fn response(app: &Router, uri: &str) -> Response {
+    let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    app.clone().oneshot(request).await.unwrap()
+}
+
+fn ids(body: &Value) -> Vec<&str> {
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_job_list_filters_and_pages_on_the_server() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    for i in 0..25 {
+        let id = format!("job-{i:02}");
+        let name = if i % 5 == 0 { "Nightly Report" } else { "tick" };
+        scheduler
+            .add_job(tick, Interval::seconds(60 + i))
+            .id(id)
+            .name(name)
+            .await
+            .unwrap();
+    }
+    let app = mounted(web::router(scheduler.clone()));
+
+    // Without parameters: every job, as before, and the total in a header.
+    let res = response(&app, "/scheduler/jobs").await;
+    assert_eq!(res.headers()["x-total-count"], "25");
+    let (status, all) = call(&app, Method::GET, "/scheduler/jobs", None).await;
+    assert_eq!(
+        (status, all.as_array().unwrap().len()),
+        (StatusCode::OK, 25)
+    );
+    assert_eq!(all[0]["trigger_text"], "every 1 minute");
+
+    // A page keeps the order of the whole list.
+    let (_, page) = call(&app, Method::GET, "/scheduler/jobs?offset=10&limit=5", None).await;
+    assert_eq!(ids(&page), ids(&all)[10..15]);
+    let res = response(&app, "/scheduler/jobs?offset=24&limit=5").await;
+    assert_eq!(res.headers()["x-total-count"], "25");
+
+    // `q` matches the id or the name, ignoring case; the total counts the matches.
+    let res = response(&app, "/scheduler/jobs?q=nightly%20REPORT&limit=2").await;
+    assert_eq!(res.headers()["x-total-count"], "5");
+    let (_, found) = call(
+        &app,
+        Method::GET,
+        "/scheduler/jobs?q=nightly%20REPORT&limit=2",
+        None,
+    )
+    .await;
+    assert_eq!(ids(&found), ["job-00", "job-05"]);
+    let (_, found) = call(&app, Method::GET, "/scheduler/jobs?q=JOB-1", None).await;
+    assert_eq!(found.as_array().unwrap().len(), 10);
+    let (_, none) = call(&app, Method::GET, "/scheduler/jobs?q=zzz", None).await;
+    assert_eq!(none, json!([]));
+
+    for (bad, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "limit"),
+        ("offset=-1", "offset"),
+    ] {
+        let (status, body) = call(&app, Method::GET, &format!("/scheduler/jobs?{bad}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(
+            (body["kind"].as_str(), body["field"].as_str()),
+            (Some("invalid_option"), Some(field)),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_list_a_jobs_history_newest_first() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let flips = Arc::new(AtomicUsize::new(0));
+    let f = Arc::clone(&flips);
+    scheduler
+        .add_job(
+            move || {
+                let f = Arc::clone(&f);
+                async move {
+                    if f.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
+                        Err("disk full")
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+            Interval::seconds(10),
+        )
+        .id("flaky")
+        .await
+        .unwrap();
+    let app = mounted(web::router(scheduler.clone()));
+    advance(Duration::from_secs(35)).await;
+
+    let (status, runs) = call(
+        &app,
+        Method::GET,
+        "/scheduler/jobs/flaky/runs?limit=2",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs[0]["job_id"], "flaky");
+    assert_eq!(runs[0]["fire_time"], "2024-01-01T00:00:30Z");
+    assert_eq!(runs[0]["state"], "succeeded");
+    assert_eq!(runs[1]["fire_time"], "2024-01-01T00:00:20Z");
+    assert_eq!(runs[1]["state"], "failed");
+    assert_eq!(runs[1]["error"], "disk full");
+    assert!(runs[1]["started_at"].is_string() && runs[1]["finished_at"].is_string());
+
+    let (_, runs) = call(&app, Method::GET, "/scheduler/jobs/flaky/runs", None).await;
+    assert_eq!(runs.as_array().unwrap().len(), 3);
+    let (status, runs) = call(&app, Method::GET, "/scheduler/jobs/nope/runs", None).await;
+    assert_eq!((status, runs), (StatusCode::OK, json!([])));
+    for bad in ["0", "1001", "x"] {
+        let uri = format!("/scheduler/jobs/flaky/runs?limit={bad}");
+        let (status, body) = call(&app, Method::GET, &uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "limit={bad}");
+        assert_eq!(body["field"], "limit");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn nodes_are_an_empty_list_outside_a_cluster() {
+    let (_scheduler, app) = app_with_tick().await;
+    let (status, body) = call(&app, Method::GET, "/scheduler/nodes", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
 }
