@@ -959,3 +959,169 @@ async fn nodes_are_an_empty_list_outside_a_cluster() {
     let (status, body) = call(&app, Method::GET, "/scheduler/nodes", None).await;
     assert_eq!((status, body), (StatusCode::OK, json!([])));
 }
+
+// ---- live events (SSE) ----
+
+/// The next SSE message of `body` (`event:` and the JSON of `data:`), skipping keep-alive
+/// comments; `None` when the stream ends. Waits at most a minute of (paused) time.
+async fn next_message(body: &mut Body) -> Option<(String, Value)> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(60), body.frame())
+            .await
+            .expect("no SSE message within a minute")?
+            .unwrap();
+        let Ok(bytes) = frame.into_data() else {
+            continue;
+        };
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .map(str::to_string)
+        };
+        if let (Some(kind), Some(data)) = (field("event: "), field("data: ")) {
+            return Some((kind, serde_json::from_str(&data).unwrap()));
+        }
+    }
+}
+
+async fn sse(app: &Router, uri: &str) -> Body {
+    let res = response(app, uri).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+    res.into_body()
+}
+
+/// A started scheduler on a test clock whose event channel holds only `capacity` events.
+async fn scheduler_with_event_capacity(capacity: usize) -> Scheduler {
+    let scheduler = Scheduler::builder()
+        .clock(TestClock::new(t0()))
+        .timezone(Zone::UTC)
+        .event_capacity(capacity)
+        .build();
+    scheduler.start().await.unwrap();
+    scheduler
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_stream_job_events_in_order_with_a_kind_filter() {
+    let scheduler = scheduler_with_event_capacity(64).await;
+    let app = mounted(web::router(scheduler.clone()));
+    let mut body = sse(&app, "/scheduler/events?kinds=job_submitted,job_executed").await;
+    let mut all = sse(&app, "/scheduler/events").await;
+    scheduler
+        .add_job(tick, Interval::seconds(1))
+        .id("tick")
+        .await
+        .unwrap();
+
+    let mut last = None;
+    for _ in 0..5 {
+        let (kind, submitted) = next_message(&mut body).await.unwrap();
+        assert_eq!(
+            (kind.as_str(), &submitted["event"]),
+            ("job_submitted", &json!("job_submitted"))
+        );
+        let (kind, executed) = next_message(&mut body).await.unwrap();
+        assert_eq!(kind, "job_executed");
+        assert_eq!(executed["job_id"], "tick");
+        assert_eq!(
+            executed["scheduled_run_time"],
+            submitted["scheduled_run_time"]
+        );
+        let at = executed["scheduled_run_time"].as_str().unwrap().to_string();
+        assert!(
+            last.as_ref().is_none_or(|last| *last < at),
+            "{last:?} then {at}"
+        );
+        last = Some(at);
+    }
+    // Unfiltered, the first job event is the add.
+    let (kind, added) = next_message(&mut all).await.unwrap();
+    assert_eq!(
+        (kind.as_str(), added),
+        ("job_added", json!({"event": "job_added", "job_id": "tick"}))
+    );
+
+    scheduler.shutdown().await.unwrap();
+    let mut kinds = Vec::new();
+    while let Some((kind, _)) = next_message(&mut all).await {
+        kinds.push(kind);
+    }
+    assert_eq!(kinds.last().map(String::as_str), Some("scheduler_shutdown"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_refuse_an_unknown_kind() {
+    let (_scheduler, app) = app_with_tick().await;
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        "/scheduler/events?kinds=job_executed,job_exploded",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        (body["kind"].as_str(), body["field"].as_str()),
+        (Some("invalid_option"), Some("kinds"))
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("\"job_exploded\""),
+        "{body}"
+    );
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        "/scheduler/events?kinds=JOB_EXECUTED",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_holds_back_neither_the_scheduler_nor_other_clients() {
+    const CAPACITY: usize = 8;
+    let scheduler = scheduler_with_event_capacity(CAPACITY).await;
+    let app = mounted(web::router(scheduler.clone()));
+    // Subscribed, then never read while the rest goes on.
+    let mut stalled = sse(&app, "/scheduler/events").await;
+    let mut reader = sse(&app, "/scheduler/events?kinds=job_executed").await;
+    scheduler
+        .add_job(tick, Interval::seconds(1))
+        .id("tick")
+        .await
+        .unwrap();
+
+    // Ten runs: 20 job events and more, far beyond what the channel holds for the stalled client.
+    for second in 1..=10 {
+        let (kind, executed) = next_message(&mut reader).await.unwrap();
+        assert_eq!(kind, "job_executed");
+        assert_eq!(
+            executed["scheduled_run_time"],
+            format!("2024-01-01T00:00:{second:02}Z")
+        );
+    }
+    // The scheduler kept its schedule meanwhile, and answers.
+    let (_, job) = call(&app, Method::GET, "/scheduler/jobs/tick", None).await;
+    assert_eq!(job["next_run_time"], "2024-01-01T00:00:11Z");
+
+    // The stalled client lost the oldest events, and is told how many, then goes on.
+    let (kind, lagged) = next_message(&mut stalled).await.unwrap();
+    assert_eq!(kind, "lagged");
+    let missed = lagged["missed"].as_u64().unwrap();
+    assert!(missed >= 10, "missed {missed}");
+    let mut after = 0;
+    while let Some((kind, _)) =
+        futures::FutureExt::now_or_never(next_message(&mut stalled)).flatten()
+    {
+        assert_ne!(kind, "lagged");
+        after += 1;
+    }
+    // What it still gets is bounded by the channel, not by how long it stalled.
+    assert!(
+        after <= CAPACITY,
+        "{after} events held for a stalled client"
+    );
+}
