@@ -1125,3 +1125,151 @@ async fn a_client_that_never_reads_holds_back_neither_the_scheduler_nor_other_cl
         "{after} events held for a stalled client"
     );
 }
+
+// ---- the OpenAPI document ----
+
+/// Every route `into_router` registers, as the document must list it.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("post", "/pause"),
+    ("post", "/resume"),
+    ("get", "/jobs"),
+    ("post", "/jobs"),
+    ("get", "/jobs/{id}"),
+    ("delete", "/jobs/{id}"),
+    ("get", "/jobs/{id}/preview"),
+    ("get", "/jobs/{id}/runs"),
+    ("post", "/jobs/{id}/pause"),
+    ("post", "/jobs/{id}/resume"),
+    ("post", "/jobs/{id}/run"),
+    ("get", "/nodes"),
+    ("get", "/events"),
+    ("get", "/openapi.json"),
+    #[cfg(feature = "dashboard")]
+    ("get", "/ui"),
+];
+
+fn guarded(scheduler: Scheduler) -> Router {
+    let token: Arc<str> = Arc::from("s3cret");
+    mounted(
+        web::Api::new(scheduler)
+            .guard_mutations(middleware::from_fn_with_state(token, require_token))
+            .into_router(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_openapi_document_lists_every_route_and_each_answers() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let app = guarded(scheduler.clone());
+    let (status, doc) = call(&app, Method::GET, "/scheduler/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["servers"], json!([{ "url": "/scheduler" }]));
+
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut expected: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+
+    for (method, path) in &documented {
+        let operation = &doc["paths"][path][method];
+        let mutating = method != "get";
+        // The guard is on exactly the mutating routes; every operation documents errors.
+        assert_eq!(
+            operation.get("security").is_some(),
+            mutating,
+            "{method} {path}"
+        );
+        assert_eq!(
+            operation["responses"].get("401").is_some(),
+            mutating,
+            "{method} {path}"
+        );
+        assert_eq!(
+            operation["responses"]["default"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error",
+            "{method} {path}"
+        );
+        // Documented means served: a route answers neither 404 for its path nor 405.
+        if path == "/events" {
+            continue;
+        }
+        let uri = format!("/scheduler{}", path.replace("{id}", "nope"));
+        let uri = uri.trim_end_matches('/');
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let res = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method.clone())
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = res.status();
+        assert!(
+            status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}: {status}"
+        );
+        if status == StatusCode::NOT_FOUND {
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            assert_eq!(body["kind"], "job_not_found", "{method} {uri}");
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"],
+        json!({ "type": "http", "scheme": "bearer" })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_documents_schemas_have_the_fields_the_answers_have() {
+    let (_scheduler, app) = app_with_tick().await;
+    let (_, doc) = call(&app, Method::GET, "/scheduler/openapi.json", None).await;
+    // Unguarded: no bearer scheme, no 401.
+    assert!(doc["components"].get("securitySchemes").is_none());
+    assert!(doc["paths"]["/jobs/{id}/pause"]["post"]
+        .get("security")
+        .is_none());
+    let schemas = &doc["components"]["schemas"];
+    let keys = |value: &Value| {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let (_, job) = call(&app, Method::GET, "/scheduler/jobs/tick", None).await;
+    assert_eq!(keys(&schemas["Job"]["properties"]), keys(&job));
+    let (_, status) = call(&app, Method::GET, "/scheduler", None).await;
+    assert_eq!(keys(&schemas["Status"]["properties"]), keys(&status));
+    let (_, error) = call(&app, Method::GET, "/scheduler/jobs/tick/preview?n=0", None).await;
+    assert_eq!(keys(&schemas["Error"]["properties"]), keys(&error));
+    assert_eq!(
+        schemas["RunRecord"]["required"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        schemas["RunRecord"]
+    );
+    assert!(schemas["Event"]["oneOf"].as_array().unwrap().len() >= 20);
+}
