@@ -1273,3 +1273,33 @@ async fn the_documents_schemas_have_the_fields_the_answers_have() {
     );
     assert!(schemas["Event"]["oneOf"].as_array().unwrap().len() >= 20);
 }
+
+// ---- the dashboard page ----
+
+#[cfg(feature = "dashboard")]
+#[tokio::test(start_paused = true)]
+async fn the_dashboard_is_one_self_contained_page() {
+    let (_scheduler, app) = app_with_tick().await;
+    let res = response(&app, "/scheduler/ui").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(res.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("connect-src 'self'"));
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8(bytes.to_vec()).unwrap();
+    // Nothing fetched from elsewhere: no CDN, no external script, style or font.
+    assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("src="));
+    for needle in [
+        "EventSource(base + \"/events\")",
+        "Authorization = \"Bearer \"",
+        "/runs?limit=",
+        "/preview?n=",
+    ] {
+        assert!(page.contains(needle), "{needle}");
+    }
+}
