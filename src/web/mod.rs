@@ -54,7 +54,7 @@
 //! answers (with [utoipa](https://docs.rs/utoipa)), so it cannot drift from the routes: a route
 //! is registered together with its documentation. It lists the bearer scheme and `401` on the
 //! routes that [`Api::guard_mutations`] and [`Api::guard_reads`] guard, the error body on
-//! every error, and the path the router is mounted at as its server.
+//! every error; its paths are full paths, the mount point included (`/scheduler/jobs`).
 //!
 //! # The dashboard
 //!
@@ -799,21 +799,31 @@ async fn nodes(State(api): State<Arc<ApiState>>) -> ApiResult<Json<Vec<NodeJson>
     Ok(Json(nodes))
 }
 
-/// This document: every route, its parameters, bodies and answers, in OpenAPI 3.1. Its
-/// `servers` entry is the path the router is mounted at.
+/// This document: every route, its parameters, bodies and answers, in OpenAPI 3.1. Its paths
+/// are the routes' full paths as this request reached them (`/scheduler/jobs` when the router
+/// is mounted at `/scheduler`), so that the root is `/scheduler`, not `/scheduler/`.
 #[utoipa::path(
     get, path = "/openapi.json", tag = "scheduler",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Value))
 )]
 async fn openapi_json(State(api): State<Arc<ApiState>>, OriginalUri(uri): OriginalUri) -> Response {
     let mut doc = api.openapi.clone();
-    // Nested at `/scheduler`, the request's full path ends in `/openapi.json` after it.
+    // Nested at `/scheduler`, the request's full path is `/scheduler/openapi.json`.
     let prefix = uri.path().strip_suffix("/openapi.json").unwrap_or_default();
-    doc.servers = Some(vec![utoipa::openapi::Server::new(if prefix.is_empty() {
-        "/"
-    } else {
-        prefix
-    })]);
+    if !prefix.is_empty() {
+        let paths = std::mem::take(&mut doc.paths.paths);
+        doc.paths.paths = paths
+            .into_iter()
+            .map(|(path, item)| {
+                let full = if path == "/" {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}{path}")
+                };
+                (full, item)
+            })
+            .collect();
+    }
     ([(header::CACHE_CONTROL, "no-cache")], Json(doc)).into_response()
 }
 
