@@ -511,4 +511,28 @@ mod tests {
         );
         assert_eq!(format!("{:?}", EventMask::ALL), "EventMask(ALL)");
     }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn kind_names_are_the_json_tags() {
+        let events = [
+            Event::SchedulerStarted,
+            Event::AllJobsRemoved,
+            Event::JobMaxInstances {
+                job_id: JobId::new("a"),
+                scheduled_run_time: Utc::now(),
+            },
+            Event::ClockJumped {
+                by: TimeDelta::seconds(5),
+            },
+        ];
+        for event in events {
+            let tag = serde_json::to_value(&event).unwrap()["event"].clone();
+            let tag = tag.as_str().unwrap();
+            assert_eq!(EventMask::from_kind(tag), Some(event.mask()), "{tag}");
+        }
+        assert_eq!(EventMask::kinds().count(), 20);
+        assert_eq!(EventMask::from_kind("JOB_ERROR"), None);
+        assert_eq!(EventMask::from_kind("job_exploded"), None);
+    }
 }

@@ -373,7 +373,7 @@ impl<'a> JobJson<'a> {
             retry_abandoned: _,
         } = options;
         JobJson {
-            id: &**id,
+            id,
             name,
             trigger,
             trigger_text: trigger.to_string(),
@@ -382,7 +382,7 @@ impl<'a> JobJson<'a> {
             coalesce: *coalesce,
             max_instances: *max_instances,
             paused: job.is_paused(),
-            store: &**store,
+            store,
             task: *task,
         }
     }
