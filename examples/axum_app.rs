@@ -2,7 +2,9 @@
 //!
 //! - a cleanup job runs every minute in the background;
 //! - the management API is mounted at `/scheduler` (`GET /scheduler/jobs`, ...), its mutating
-//!   routes guarded by a bearer token (reads stay open);
+//!   routes guarded by a bearer token (reads stay open), with its dashboard at
+//!   `/scheduler/ui`, its live events at `/scheduler/events` and its OpenAPI document at
+//!   `/scheduler/openapi.json`;
 //! - the scheduler handle sits in the app state, for the app's own handlers (`GET /`);
 //! - the scheduler's metrics are served at `/metrics` in Prometheus' text format, through
 //!   `metrics-exporter-prometheus` (installed before the scheduler is built, which registers
@@ -11,9 +13,13 @@
 //!   the runs under way.
 //!
 //! ```text
-//! cargo run --example axum_app --features axum,metrics                  # until Ctrl-C, on port 3000
-//! cargo run --example axum_app --features axum,metrics -- --seconds 3 --port 0
+//! cargo run --example axum_app --features dashboard,metrics             # until Ctrl-C, on port 3000
+//! cargo run --example axum_app --features dashboard,metrics -- --seconds 3 --port 0
+//! cargo run --example axum_app --features dashboard,metrics -- --jobs 10000   # and 10,000 more jobs
 //! ```
+//!
+//! Then open <http://localhost:3000/scheduler/ui> (type the token into its token field to
+//! pause, resume, run or remove jobs).
 //!
 //! With `--seconds`, the example also calls its own API once up, to show the guard at work.
 //! The token is `APSCHED_TOKEN` from the environment, or `change-me`:
@@ -55,6 +61,15 @@ async fn cleanup() {
         "[job] cleanup run #{run}: removed {} stale sessions",
         run * 3
     );
+}
+
+/// A second job, which fails now and then, so the dashboard has errors to show.
+async fn report() -> Result<(), String> {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    match RUNS.fetch_add(1, Ordering::Relaxed) % 4 {
+        3 => Err("the mail server refused the report".into()),
+        _ => Ok(()),
+    }
 }
 
 /// The app's own handler, using the scheduler from the state.
@@ -107,12 +122,15 @@ async fn require_token(State(token): State<Arc<str>>, request: Request, next: Ne
 struct Args {
     seconds: Option<u64>,
     port: u16,
+    /// How many extra jobs to add, to see the dashboard with many.
+    jobs: u64,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         seconds: None,
         port: 3000,
+        jobs: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -120,8 +138,9 @@ fn parse_args() -> Args {
         match (arg.as_str(), value.as_deref().map(str::parse::<u64>)) {
             ("--seconds", Some(Ok(n))) => args.seconds = Some(n),
             ("--port", Some(Ok(n))) if n <= u64::from(u16::MAX) => args.port = n as u16,
+            ("--jobs", Some(Ok(n))) => args.jobs = n,
             _ => {
-                eprintln!("usage: axum_app [--seconds N] [--port P]");
+                eprintln!("usage: axum_app [--seconds N] [--port P] [--jobs N]");
                 std::process::exit(2);
             }
         }
@@ -144,6 +163,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .id("cleanup")
         .await?;
     println!("[scheduler] started; {job}");
+    scheduler
+        .add_job(report, Interval::seconds(20))
+        .id("report")
+        .name("sales report")
+        .await?;
+    for i in 0..args.jobs {
+        scheduler
+            .add_job(cleanup, Interval::seconds(3600 + i))
+            .id(format!("bulk-{i:05}"))
+            .name(format!("bulk job {i}"))
+            .await?;
+    }
 
     let api = web::Api::new(scheduler.clone())
         .guard_mutations(middleware::from_fn_with_state(
@@ -163,6 +194,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(("127.0.0.1", args.port)).await?;
     let addr = listener.local_addr()?;
     println!("[http] listening on http://{addr} (API at /scheduler, token from APSCHED_TOKEN, metrics at /metrics)");
+    println!("[http] dashboard at http://{addr}/scheduler/ui, OpenAPI at http://{addr}/scheduler/openapi.json");
 
     if args.seconds.is_some() {
         tokio::spawn(demo(addr, Arc::clone(&token)));

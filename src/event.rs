@@ -20,6 +20,7 @@ use crate::JobId;
 
 /// Something that happened in a scheduler (APScheduler's `EVENT_*` constants as one enum).
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Event {
@@ -62,6 +63,7 @@ pub enum Event {
         /// The fire time the run stood for.
         scheduled_run_time: DateTime<Utc>,
         /// How long it ran.
+        #[cfg_attr(feature = "axum", schema(value_type = crate::web::openapi::DurationDoc))]
         duration: Duration,
     },
     /// A run returned an error, panicked, or was cancelled at shutdown.
@@ -71,6 +73,7 @@ pub enum Event {
         /// The fire time the run stood for.
         scheduled_run_time: DateTime<Utc>,
         /// How long it ran.
+        #[cfg_attr(feature = "axum", schema(value_type = crate::web::openapi::DurationDoc))]
         duration: Duration,
         /// The error's message, or the panic's.
         message: String,
@@ -120,6 +123,7 @@ pub enum Event {
     /// suspend): by this much, positive forward.
     ClockJumped {
         /// How far the wall clock moved beyond the time that passed.
+        #[cfg_attr(feature = "axum", schema(value_type = crate::web::openapi::TimeDeltaDoc))]
         by: TimeDelta,
     },
     /// A durable store failed: the scheduler keeps running the jobs it knows, retries its own
@@ -361,32 +365,52 @@ impl std::ops::Not for EventMask {
     }
 }
 
+/// The kinds' names, bit by bit (lowercase, they are the events' `"event"` tags in JSON).
+const NAMES: [&str; 22] = [
+    "SCHEDULER_STARTED",
+    "SCHEDULER_PAUSED",
+    "SCHEDULER_RESUMED",
+    "SCHEDULER_SHUTDOWN",
+    "JOB_ADDED",
+    "JOB_REMOVED",
+    "ALL_JOBS_REMOVED",
+    "JOB_MODIFIED",
+    "JOB_SUBMITTED",
+    "JOB_EXECUTED",
+    "JOB_ERROR",
+    "JOB_MISSED",
+    "JOB_MAX_INSTANCES",
+    "CLOCK_JUMPED",
+    "STORE_ERROR",
+    "STORE_RECOVERED",
+    "JOB_NOT_LOADED",
+    "RUN_FENCED",
+    "RUN_ABANDONED",
+    "NODE_LEASE_LOST",
+    "JOB_TIMED_OUT",
+    "JOB_RETRYING",
+];
+
+#[cfg(feature = "axum")]
+impl EventMask {
+    /// The one kind whose JSON tag is `kind` (`"job_executed"`), if any.
+    pub(crate) fn from_kind(kind: &str) -> Option<EventMask> {
+        NAMES
+            .iter()
+            .position(|name| {
+                name.eq_ignore_ascii_case(kind) && kind.bytes().all(|b| !b.is_ascii_uppercase())
+            })
+            .map(|bit| EventMask(1 << bit))
+    }
+
+    /// Every kind's JSON tag (`"scheduler_started"`, ...), in bit order.
+    pub(crate) fn kinds() -> impl Iterator<Item = String> {
+        NAMES.iter().map(|name| name.to_ascii_lowercase())
+    }
+}
+
 impl std::fmt::Debug for EventMask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const NAMES: [&str; 22] = [
-            "SCHEDULER_STARTED",
-            "SCHEDULER_PAUSED",
-            "SCHEDULER_RESUMED",
-            "SCHEDULER_SHUTDOWN",
-            "JOB_ADDED",
-            "JOB_REMOVED",
-            "ALL_JOBS_REMOVED",
-            "JOB_MODIFIED",
-            "JOB_SUBMITTED",
-            "JOB_EXECUTED",
-            "JOB_ERROR",
-            "JOB_MISSED",
-            "JOB_MAX_INSTANCES",
-            "CLOCK_JUMPED",
-            "STORE_ERROR",
-            "STORE_RECOVERED",
-            "JOB_NOT_LOADED",
-            "RUN_FENCED",
-            "RUN_ABANDONED",
-            "NODE_LEASE_LOST",
-            "JOB_TIMED_OUT",
-            "JOB_RETRYING",
-        ];
         if *self == EventMask::ALL {
             return f.write_str("EventMask(ALL)");
         }
@@ -451,25 +475,37 @@ impl Drop for EventStream {
     }
 }
 
+impl EventStream {
+    /// The next event, or how many events this stream skipped because it fell behind; `None`
+    /// once the scheduler is gone (or after [`Event::SchedulerShutdown`]).
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Event, u64>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let (outcome, rx) = std::task::ready!(self.inner.poll(cx));
+        self.inner.set(next(rx));
+        Poll::Ready(match outcome {
+            Ok(event) => {
+                self.ended = event == Event::SchedulerShutdown;
+                Some(Ok(event))
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some(Err(missed)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        })
+    }
+}
+
 impl Stream for EventStream {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
         loop {
-            let (outcome, rx) = std::task::ready!(self.inner.poll(cx));
-            self.inner.set(next(rx));
-            match outcome {
-                Ok(event) => {
-                    self.ended = event == Event::SchedulerShutdown;
-                    return Poll::Ready(Some(event));
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
+            match std::task::ready!(self.poll_recv(cx)) {
+                Some(Ok(event)) => return Poll::Ready(Some(event)),
+                Some(Err(missed)) => {
                     tracing::warn!(missed, "apsched event subscriber lagged; events skipped");
                 }
-                Err(broadcast::error::RecvError::Closed) => return Poll::Ready(None),
+                None => return Poll::Ready(None),
             }
         }
     }
@@ -510,5 +546,29 @@ mod tests {
             "EventMask(JOB_EXECUTED | JOB_ERROR)"
         );
         assert_eq!(format!("{:?}", EventMask::ALL), "EventMask(ALL)");
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn kind_names_are_the_json_tags() {
+        let events = [
+            Event::SchedulerStarted,
+            Event::AllJobsRemoved,
+            Event::JobMaxInstances {
+                job_id: JobId::new("a"),
+                scheduled_run_time: Utc::now(),
+            },
+            Event::ClockJumped {
+                by: TimeDelta::seconds(5),
+            },
+        ];
+        for event in events {
+            let tag = serde_json::to_value(&event).unwrap()["event"].clone();
+            let tag = tag.as_str().unwrap();
+            assert_eq!(EventMask::from_kind(tag), Some(event.mask()), "{tag}");
+        }
+        assert_eq!(EventMask::kinds().count(), 22);
+        assert_eq!(EventMask::from_kind("JOB_ERROR"), None);
+        assert_eq!(EventMask::from_kind("job_exploded"), None);
     }
 }

@@ -105,6 +105,17 @@ impl fmt::Debug for JobId {
     }
 }
 
+/// A job id is a string in the web API's schema.
+#[cfg(feature = "axum")]
+impl utoipa::PartialSchema for JobId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <String as utoipa::PartialSchema>::schema()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl utoipa::ToSchema for JobId {}
+
 impl Serialize for JobId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
@@ -325,6 +336,7 @@ pub(crate) struct RunControl {
 /// assert_eq!(options.retry.unwrap().max_attempts, 5);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -335,12 +347,14 @@ pub struct RetryPolicy {
         with = "crate::serde_util::seconds",
         default = "RetryPolicy::default_base"
     )]
+    #[cfg_attr(feature = "axum", schema(value_type = f64))]
     pub base: Duration,
     /// The bound no delay goes past. Default 5 minutes.
     #[serde(
         with = "crate::serde_util::seconds",
         default = "RetryPolicy::default_cap"
     )]
+    #[cfg_attr(feature = "axum", schema(value_type = f64))]
     pub cap: Duration,
     /// Whether a timed-out run is retried too. Default `false`: a run that hangs once is
     /// likely to hang again.
@@ -481,24 +495,85 @@ impl Job {
 
 impl Serialize for Job {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut job = s.serialize_struct("Job", 12)?;
-        job.serialize_field("id", &self.id)?;
-        job.serialize_field("name", &self.name)?;
-        job.serialize_field("trigger", &self.trigger)?;
-        job.serialize_field("next_run_time", &self.next_run_time)?;
-        job.serialize_field("misfire_grace_time", &self.options.misfire_grace_time)?;
-        job.serialize_field("coalesce", &self.options.coalesce)?;
-        job.serialize_field("max_instances", &self.options.max_instances)?;
-        job.serialize_field(
-            "timeout",
-            &self.options.timeout.map(|timeout| timeout.as_secs_f64()),
-        )?;
-        job.serialize_field("retry", &self.options.retry)?;
-        job.serialize_field("paused", &self.is_paused())?;
-        job.serialize_field("store", &*self.store)?;
-        job.serialize_field("task", &self.task)?;
-        job.end()
+        JobJson::of(self).serialize(s)
+    }
+}
+
+/// A [`Job`]'s JSON form: what `Job` serializes as, and (with the `axum` feature) the schema
+/// of the web API's `Job`, derived from this one struct so that the two cannot differ.
+#[derive(Serialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "axum", schema(as = Job))]
+pub(crate) struct JobJson<'a> {
+    /// The job's id.
+    id: &'a str,
+    /// The job's name.
+    name: &'a str,
+    /// When it runs: the trigger's JSON, tagged by `type`.
+    #[cfg_attr(feature = "axum", schema(value_type = crate::web::openapi::TriggerDoc))]
+    trigger: &'a Trigger,
+    /// The trigger in words (`every 1 minute`), for people.
+    trigger_text: String,
+    /// The next run, RFC 3339 in the trigger's zone; `null` while paused.
+    #[cfg_attr(feature = "axum", schema(value_type = Option<String>, format = DateTime))]
+    next_run_time: Option<DateTime<Zone>>,
+    /// Seconds a run may start late; `null`: however late.
+    #[cfg_attr(feature = "axum", schema(value_type = Option<f64>))]
+    misfire_grace_time: MisfireGrace,
+    /// Whether missed runs collapse into one.
+    coalesce: bool,
+    /// How many runs may go at once.
+    max_instances: u32,
+    /// Seconds a run may take before it is cancelled; `null`: no limit.
+    #[cfg_attr(feature = "axum", schema(value_type = Option<f64>))]
+    timeout: Option<f64>,
+    /// How failed runs are tried again; `null`: they are not.
+    retry: Option<RetryPolicy>,
+    /// Whether the job is paused.
+    paused: bool,
+    /// The store it lives in.
+    store: &'a str,
+    /// The registered task it runs; `null` for a closure.
+    task: Option<&'a str>,
+}
+
+impl<'a> JobJson<'a> {
+    fn of(job: &'a Job) -> JobJson<'a> {
+        // Destructured in full, so that a new field of `Job` or `JobOptions` does not compile
+        // until its JSON (and with it the web API's schema) says whether it shows.
+        let Job {
+            id,
+            name,
+            trigger,
+            next_run_time,
+            options,
+            store,
+            task,
+        } = job;
+        let JobOptions {
+            misfire_grace_time,
+            coalesce,
+            max_instances,
+            timeout,
+            retry,
+            // A cluster detail, not part of the JSON.
+            retry_abandoned: _,
+        } = options;
+        JobJson {
+            id,
+            name,
+            trigger,
+            trigger_text: trigger.to_string(),
+            next_run_time: *next_run_time,
+            misfire_grace_time: *misfire_grace_time,
+            coalesce: *coalesce,
+            max_instances: *max_instances,
+            timeout: timeout.map(|timeout| timeout.as_secs_f64()),
+            retry: *retry,
+            paused: job.is_paused(),
+            store,
+            task: *task,
+        }
     }
 }
 

@@ -89,6 +89,7 @@ fn tick_json() -> Value {
             "start": "2024-01-01T00:01:00Z",
             "timezone": "UTC"
         },
+        "trigger_text": "every 1 minute",
         "next_run_time": "2024-01-01T00:01:00Z",
         "misfire_grace_time": 1.0,
         "coalesce": true,
@@ -421,6 +422,7 @@ async fn adding_a_registered_task_schedules_it_with_its_arguments() {
                 "start": "2024-01-01T00:00:30Z",
                 "timezone": "UTC"
             },
+            "trigger_text": "every 30 seconds",
             "next_run_time": "2024-01-01T00:00:30Z",
             "misfire_grace_time": null,
             "coalesce": true,
@@ -847,4 +849,494 @@ async fn a_hostile_cron_step_over_http_is_refused_and_the_scheduler_keeps_time()
     assert_eq!(body["field"], "year");
     advance(Duration::from_millis(3500)).await;
     assert_eq!(runs.count(), 3, "the other job ran on time");
+}
+
+// ---- reads for the dashboard: paging, runs, nodes ----
+
+/// Sends one request; answers the whole response.
+async fn response(app: &Router, uri: &str) -> Response {
+    let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    app.clone().oneshot(request).await.unwrap()
+}
+
+fn ids(body: &Value) -> Vec<&str> {
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_job_list_filters_and_pages_on_the_server() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    for i in 0..25 {
+        let id = format!("job-{i:02}");
+        let name = if i % 5 == 0 { "Nightly Report" } else { "tick" };
+        scheduler
+            .add_job(tick, Interval::seconds(60 + i))
+            .id(id)
+            .name(name)
+            .await
+            .unwrap();
+    }
+    let app = mounted(web::router(scheduler.clone()));
+
+    // Without parameters: every job, as before, and the total in a header.
+    let res = response(&app, "/scheduler/jobs").await;
+    assert_eq!(res.headers()["x-total-count"], "25");
+    let (status, all) = call(&app, Method::GET, "/scheduler/jobs", None).await;
+    assert_eq!(
+        (status, all.as_array().unwrap().len()),
+        (StatusCode::OK, 25)
+    );
+    assert_eq!(all[0]["trigger_text"], "every 1 minute");
+
+    // A page keeps the order of the whole list.
+    let (_, page) = call(&app, Method::GET, "/scheduler/jobs?offset=10&limit=5", None).await;
+    assert_eq!(ids(&page), ids(&all)[10..15]);
+    let res = response(&app, "/scheduler/jobs?offset=24&limit=5").await;
+    assert_eq!(res.headers()["x-total-count"], "25");
+
+    // `q` matches the id or the name, ignoring case; the total counts the matches.
+    let res = response(&app, "/scheduler/jobs?q=nightly%20REPORT&limit=2").await;
+    assert_eq!(res.headers()["x-total-count"], "5");
+    let (_, found) = call(
+        &app,
+        Method::GET,
+        "/scheduler/jobs?q=nightly%20REPORT&limit=2",
+        None,
+    )
+    .await;
+    assert_eq!(ids(&found), ["job-00", "job-05"]);
+    let (_, found) = call(&app, Method::GET, "/scheduler/jobs?q=JOB-1", None).await;
+    assert_eq!(found.as_array().unwrap().len(), 10);
+    let (_, none) = call(&app, Method::GET, "/scheduler/jobs?q=zzz", None).await;
+    assert_eq!(none, json!([]));
+
+    for (bad, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "limit"),
+        ("offset=-1", "offset"),
+    ] {
+        let (status, body) = call(&app, Method::GET, &format!("/scheduler/jobs?{bad}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(
+            (body["kind"].as_str(), body["field"].as_str()),
+            (Some("invalid_option"), Some(field)),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_list_a_jobs_history_newest_first() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let flips = Arc::new(AtomicUsize::new(0));
+    let f = Arc::clone(&flips);
+    scheduler
+        .add_job(
+            move || {
+                let f = Arc::clone(&f);
+                async move {
+                    if f.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
+                        Err("disk full")
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+            Interval::seconds(10),
+        )
+        .id("flaky")
+        .await
+        .unwrap();
+    let app = mounted(web::router(scheduler.clone()));
+    advance(Duration::from_secs(35)).await;
+
+    let (status, runs) = call(
+        &app,
+        Method::GET,
+        "/scheduler/jobs/flaky/runs?limit=2",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs[0]["job_id"], "flaky");
+    assert_eq!(runs[0]["fire_time"], "2024-01-01T00:00:30Z");
+    assert_eq!(runs[0]["state"], "succeeded");
+    assert_eq!(runs[1]["fire_time"], "2024-01-01T00:00:20Z");
+    assert_eq!(runs[1]["state"], "failed");
+    assert_eq!(runs[1]["error"], "disk full");
+    assert!(runs[1]["started_at"].is_string() && runs[1]["finished_at"].is_string());
+
+    let (_, runs) = call(&app, Method::GET, "/scheduler/jobs/flaky/runs", None).await;
+    assert_eq!(runs.as_array().unwrap().len(), 3);
+    let (status, runs) = call(&app, Method::GET, "/scheduler/jobs/nope/runs", None).await;
+    assert_eq!((status, runs), (StatusCode::OK, json!([])));
+    for bad in ["0", "1001", "x"] {
+        let uri = format!("/scheduler/jobs/flaky/runs?limit={bad}");
+        let (status, body) = call(&app, Method::GET, &uri, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "limit={bad}");
+        assert_eq!(body["field"], "limit");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn nodes_are_an_empty_list_outside_a_cluster() {
+    let (_scheduler, app) = app_with_tick().await;
+    let (status, body) = call(&app, Method::GET, "/scheduler/nodes", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+}
+
+// ---- live events (SSE) ----
+
+/// The next SSE message of `body` (`event:` and the JSON of `data:`), skipping keep-alive
+/// comments; `None` when the stream ends. Waits at most a minute of (paused) time.
+async fn next_message(body: &mut Body) -> Option<(String, Value)> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(60), body.frame())
+            .await
+            .expect("no SSE message within a minute")?
+            .unwrap();
+        let Ok(bytes) = frame.into_data() else {
+            continue;
+        };
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .map(str::to_string)
+        };
+        if let (Some(kind), Some(data)) = (field("event: "), field("data: ")) {
+            return Some((kind, serde_json::from_str(&data).unwrap()));
+        }
+    }
+}
+
+async fn sse(app: &Router, uri: &str) -> Body {
+    let res = response(app, uri).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+    res.into_body()
+}
+
+/// A started scheduler on a test clock whose event channel holds only `capacity` events.
+async fn scheduler_with_event_capacity(capacity: usize) -> Scheduler {
+    let scheduler = Scheduler::builder()
+        .clock(TestClock::new(t0()))
+        .timezone(Zone::UTC)
+        .event_capacity(capacity)
+        .build();
+    scheduler.start().await.unwrap();
+    scheduler
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_stream_job_events_in_order_with_a_kind_filter() {
+    let scheduler = scheduler_with_event_capacity(64).await;
+    let app = mounted(web::router(scheduler.clone()));
+    let mut body = sse(&app, "/scheduler/events?kinds=job_submitted,job_executed").await;
+    let mut all = sse(&app, "/scheduler/events").await;
+    scheduler
+        .add_job(tick, Interval::seconds(1))
+        .id("tick")
+        .await
+        .unwrap();
+
+    let mut last = None;
+    for _ in 0..5 {
+        let (kind, submitted) = next_message(&mut body).await.unwrap();
+        assert_eq!(
+            (kind.as_str(), &submitted["event"]),
+            ("job_submitted", &json!("job_submitted"))
+        );
+        let (kind, executed) = next_message(&mut body).await.unwrap();
+        assert_eq!(kind, "job_executed");
+        assert_eq!(executed["job_id"], "tick");
+        assert_eq!(
+            executed["scheduled_run_time"],
+            submitted["scheduled_run_time"]
+        );
+        let at = executed["scheduled_run_time"].as_str().unwrap().to_string();
+        assert!(
+            last.as_ref().is_none_or(|last| *last < at),
+            "{last:?} then {at}"
+        );
+        last = Some(at);
+    }
+    // Unfiltered, the first job event is the add.
+    let (kind, added) = next_message(&mut all).await.unwrap();
+    assert_eq!(
+        (kind.as_str(), added),
+        ("job_added", json!({"event": "job_added", "job_id": "tick"}))
+    );
+
+    scheduler.shutdown().await.unwrap();
+    let mut kinds = Vec::new();
+    while let Some((kind, _)) = next_message(&mut all).await {
+        kinds.push(kind);
+    }
+    assert_eq!(kinds.last().map(String::as_str), Some("scheduler_shutdown"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_refuse_an_unknown_kind() {
+    let (_scheduler, app) = app_with_tick().await;
+    let (status, body) = call(
+        &app,
+        Method::GET,
+        "/scheduler/events?kinds=job_executed,job_exploded",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        (body["kind"].as_str(), body["field"].as_str()),
+        (Some("invalid_option"), Some("kinds"))
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("\"job_exploded\""),
+        "{body}"
+    );
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        "/scheduler/events?kinds=JOB_EXECUTED",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_holds_back_neither_the_scheduler_nor_other_clients() {
+    const CAPACITY: usize = 8;
+    let scheduler = scheduler_with_event_capacity(CAPACITY).await;
+    let app = mounted(web::router(scheduler.clone()));
+    // Subscribed, then never read while the rest goes on.
+    let mut stalled = sse(&app, "/scheduler/events").await;
+    let mut reader = sse(&app, "/scheduler/events?kinds=job_executed").await;
+    scheduler
+        .add_job(tick, Interval::seconds(1))
+        .id("tick")
+        .await
+        .unwrap();
+
+    // Ten runs: 20 job events and more, far beyond what the channel holds for the stalled client.
+    for second in 1..=10 {
+        let (kind, executed) = next_message(&mut reader).await.unwrap();
+        assert_eq!(kind, "job_executed");
+        assert_eq!(
+            executed["scheduled_run_time"],
+            format!("2024-01-01T00:00:{second:02}Z")
+        );
+    }
+    // The scheduler kept its schedule meanwhile, and answers.
+    let (_, job) = call(&app, Method::GET, "/scheduler/jobs/tick", None).await;
+    assert_eq!(job["next_run_time"], "2024-01-01T00:00:11Z");
+
+    // The stalled client lost the oldest events, and is told how many, then goes on.
+    let (kind, lagged) = next_message(&mut stalled).await.unwrap();
+    assert_eq!(kind, "lagged");
+    let missed = lagged["missed"].as_u64().unwrap();
+    assert!(missed >= 10, "missed {missed}");
+    let mut after = 0;
+    while let Some((kind, _)) =
+        futures::FutureExt::now_or_never(next_message(&mut stalled)).flatten()
+    {
+        assert_ne!(kind, "lagged");
+        after += 1;
+    }
+    // What it still gets is bounded by the channel, not by how long it stalled.
+    assert!(
+        after <= CAPACITY,
+        "{after} events held for a stalled client"
+    );
+}
+
+// ---- the OpenAPI document ----
+
+/// Every route `into_router` registers, as the document must list it.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("post", "/pause"),
+    ("post", "/resume"),
+    ("get", "/jobs"),
+    ("post", "/jobs"),
+    ("get", "/jobs/{id}"),
+    ("delete", "/jobs/{id}"),
+    ("get", "/jobs/{id}/preview"),
+    ("get", "/jobs/{id}/runs"),
+    ("post", "/jobs/{id}/pause"),
+    ("post", "/jobs/{id}/resume"),
+    ("post", "/jobs/{id}/run"),
+    ("get", "/nodes"),
+    ("get", "/events"),
+    ("get", "/openapi.json"),
+    #[cfg(feature = "dashboard")]
+    ("get", "/ui"),
+];
+
+fn guarded(scheduler: Scheduler) -> Router {
+    let token: Arc<str> = Arc::from("s3cret");
+    mounted(
+        web::Api::new(scheduler)
+            .guard_mutations(middleware::from_fn_with_state(token, require_token))
+            .into_router(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_openapi_document_lists_every_route_and_each_answers() {
+    let (scheduler, _clock) = scheduler_at(t0()).await;
+    let app = guarded(scheduler.clone());
+    let (status, doc) = call(&app, Method::GET, "/scheduler/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    // Full paths, the mount point included; the root is `/scheduler`, as it is served.
+    assert!(doc.get("servers").is_none());
+
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(full, item)| {
+            let path = match full.strip_prefix("/scheduler").unwrap() {
+                "" => "/".to_string(),
+                path => path.to_string(),
+            };
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut expected: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+
+    for (method, path) in &documented {
+        let full = format!("/scheduler{path}");
+        let operation = &doc["paths"][full.trim_end_matches('/')][method];
+        let mutating = method != "get";
+        // The guard is on exactly the mutating routes; every operation documents errors.
+        assert_eq!(
+            operation.get("security").is_some(),
+            mutating,
+            "{method} {path}"
+        );
+        assert_eq!(
+            operation["responses"].get("401").is_some(),
+            mutating,
+            "{method} {path}"
+        );
+        assert_eq!(
+            operation["responses"]["default"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error",
+            "{method} {path}"
+        );
+        // Documented means served: a route answers neither 404 for its path nor 405.
+        if path == "/events" {
+            continue;
+        }
+        let uri = format!("/scheduler{}", path.replace("{id}", "nope"));
+        let uri = uri.trim_end_matches('/');
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let res = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method.clone())
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = res.status();
+        assert!(
+            status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}: {status}"
+        );
+        if status == StatusCode::NOT_FOUND {
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            assert_eq!(body["kind"], "job_not_found", "{method} {uri}");
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"],
+        json!({ "type": "http", "scheme": "bearer" })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_documents_schemas_have_the_fields_the_answers_have() {
+    let (_scheduler, app) = app_with_tick().await;
+    let (_, doc) = call(&app, Method::GET, "/scheduler/openapi.json", None).await;
+    // Unguarded: no bearer scheme, no 401.
+    assert!(doc["components"].get("securitySchemes").is_none());
+    assert!(doc["paths"]["/jobs/{id}/pause"]["post"]
+        .get("security")
+        .is_none());
+    let schemas = &doc["components"]["schemas"];
+    let keys = |value: &Value| {
+        let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let (_, job) = call(&app, Method::GET, "/scheduler/jobs/tick", None).await;
+    assert_eq!(keys(&schemas["Job"]["properties"]), keys(&job));
+    let (_, status) = call(&app, Method::GET, "/scheduler", None).await;
+    assert_eq!(keys(&schemas["Status"]["properties"]), keys(&status));
+    let (_, error) = call(&app, Method::GET, "/scheduler/jobs/tick/preview?n=0", None).await;
+    assert_eq!(keys(&schemas["Error"]["properties"]), keys(&error));
+    assert_eq!(
+        schemas["RunRecord"]["required"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        schemas["RunRecord"]
+    );
+    assert!(schemas["Event"]["oneOf"].as_array().unwrap().len() >= 20);
+}
+
+// ---- the dashboard page ----
+
+#[cfg(feature = "dashboard")]
+#[tokio::test(start_paused = true)]
+async fn the_dashboard_is_one_self_contained_page() {
+    let (_scheduler, app) = app_with_tick().await;
+    let res = response(&app, "/scheduler/ui").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(res.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("connect-src 'self'"));
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8(bytes.to_vec()).unwrap();
+    // Nothing fetched from elsewhere: no CDN, no external script, style or font.
+    assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("src="));
+    for needle in [
+        "EventSource(base + \"/events\")",
+        "Authorization = \"Bearer \"",
+        "/runs?limit=",
+        "/preview?n=",
+    ] {
+        assert!(page.contains(needle), "{needle}");
+    }
 }

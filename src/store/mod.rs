@@ -81,6 +81,7 @@ pub struct UnreadableRow {
 
 /// What became of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RunState {
@@ -148,6 +149,7 @@ impl RunState {
 
 /// One run of a job, as its history keeps it: one per (job, fire time).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct RunRecord {
     /// The job.

@@ -18,14 +18,52 @@
 //! | `GET /scheduler` | the scheduler's status | `200` `Status` |
 //! | `POST /scheduler/pause` | pauses the scheduler | `200` `Status` |
 //! | `POST /scheduler/resume` | resumes the scheduler | `200` `Status` |
-//! | `GET /scheduler/jobs` | lists the jobs, soonest next run first | `200` `[Job, ..]` |
+//! | `GET /scheduler/jobs?q=&offset=&limit=` | lists the jobs, soonest next run first (paused last); `q` keeps those whose id or name contains it (ignoring case), `offset` and `limit` (1 to 1000) cut a page; without parameters, every job | `200` `[Job, ..]`, header `X-Total-Count`: how many match `q` over all pages |
 //! | `POST /scheduler/jobs` | adds a job from a registered task (off unless [`Api::tasks`]) | `201` `Job` |
 //! | `GET /scheduler/jobs/{id}` | one job | `200` `Job` |
 //! | `GET /scheduler/jobs/{id}/preview?n=10` | the job's next `n` fire times (default 10, at most 100), RFC 3339 in its trigger's zone; none while paused | `200` `["2024-03-30T02:30:00+01:00", ..]` |
+//! | `GET /scheduler/jobs/{id}/runs?limit=20` | the job's most recent runs, newest first (default 20, at most 1000), runs under way included; a removed job's durable history too, `[]` for an unknown id | `200` `[RunRecord, ..]` |
 //! | `DELETE /scheduler/jobs/{id}` | removes a job | `204` |
 //! | `POST /scheduler/jobs/{id}/pause` | pauses a job | `200` `Job` |
 //! | `POST /scheduler/jobs/{id}/resume` | resumes a job | `200` `Job`; `204` if its trigger had no fire time left, so it was removed |
 //! | `POST /scheduler/jobs/{id}/run` | submits one run now, outside its schedule (counted against `max_instances`) | `202` |
+//! | `GET /scheduler/nodes` | the live nodes of the scheduler's clusters, by id; `[]` outside a cluster | `200` `[Node, ..]` |
+//! | `GET /scheduler/events?kinds=job_executed,job_error` | the [`Event`](crate::Event)s from now on, live, as Server-Sent Events, only the `kinds` given (default all) | `200` `text/event-stream` |
+//! | `GET /scheduler/openapi.json` | this table as an OpenAPI 3.1 document, with every schema | `200` JSON |
+//! | `GET /scheduler/ui` | the dashboard (feature `dashboard`) | `200` HTML |
+//!
+//! A `RunRecord` is the [`RunRecord`] as JSON: `{"job_id": "cleanup", "fire_time":
+//! "2024-01-01T00:01:00Z", "state": "succeeded", "started_at": "..", "finished_at": "..",
+//! "result": null, "error": null, "node": null}`. A `Node` is `{"id": "..", "started_at": "..",
+//! "renewed_at": "..", "lease_until": "..", "running": 2}` ([`NodeInfo`]).
+//!
+//! # Live events
+//!
+//! `GET .../events` answers Server-Sent Events: each message is `event: <kind>` (the event's
+//! snake_case tag, `job_executed`) and `data: <the event's JSON>`
+//! (`{"event": "job_executed", "job_id": "cleanup", ..}`). Each client reads its own
+//! subscription, bounded by the scheduler's
+//! [`event_capacity`](crate::SchedulerBuilder::event_capacity): a client that reads too slowly
+//! never holds the scheduler back, it skips the oldest events and is told so with
+//! `event: lagged`, `data: {"missed": 12}`. An unknown kind is `400` `invalid_option`, field
+//! `kinds`.
+//!
+//! # The OpenAPI document
+//!
+//! `GET .../openapi.json` is generated from the handlers and the types that serialize their
+//! answers (with [utoipa](https://docs.rs/utoipa)), so it cannot drift from the routes: a route
+//! is registered together with its documentation. It lists the bearer scheme and `401` on the
+//! routes that [`Api::guard_mutations`] and [`Api::guard_reads`] guard, the error body on
+//! every error; its paths are full paths, the mount point included (`/scheduler/jobs`).
+//!
+//! # The dashboard
+//!
+//! With the `dashboard` feature, `GET .../ui` is a page compiled into the crate (HTML, CSS and
+//! plain JavaScript; no CDN, no build step) showing the scheduler's state, the jobs (paged and
+//! filtered on the server), each job's recent runs and next fire times and the cluster's
+//! nodes, updated live from `events`. Its pause, resume, run-now and remove buttons call the
+//! same routes as any client, with the token typed into its token field as a bearer token:
+//! the guard decides.
 //!
 //! A `Job` is the [`Job`] snapshot as JSON (durations in seconds, times in RFC 3339 in the
 //! trigger's zone):
@@ -33,6 +71,7 @@
 //! ```json
 //! { "id": "cleanup", "name": "cleanup",
 //!   "trigger": { "type": "interval", "period": 60.0, "start": "2024-01-01T00:01:00Z", "timezone": "UTC" },
+//!   "trigger_text": "every 1 minute",
 //!   "next_run_time": "2024-01-01T00:01:00Z",
 //!   "misfire_grace_time": 1.0, "coalesce": true, "max_instances": 1, "paused": false,
 //!   "store": "default", "task": null }
@@ -134,24 +173,36 @@
 //! ```
 //!
 //! [`SchedulerState`]: crate::SchedulerState
+//! [`RunRecord`]: crate::store::RunRecord
+//! [`NodeInfo`]: https://docs.rs/apsched/latest/apsched/cluster/struct.NodeInfo.html
 
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, Route};
+use axum::routing::Route;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tower_layer::Layer;
 use tower_service::Service;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::job::JobJson;
+use crate::store::RunRecord;
 use crate::trigger::Trigger;
 use crate::{Error, Job, MisfireGrace, RetryPolicy, Scheduler, SchedulerState, TaskRegistry, Zone};
+
+#[cfg(feature = "dashboard")]
+mod dashboard;
+mod events;
+pub(crate) mod openapi;
 
 /// The management routes over `scheduler`, with the defaults: no adding over HTTP, no guard.
 /// Mount it with `app.nest("/scheduler", web::router(scheduler))`.
@@ -166,7 +217,8 @@ where
     Api::new(scheduler).into_router()
 }
 
-type Guard = Box<dyn FnOnce(Router<Arc<ApiState>>) -> Router<Arc<ApiState>> + Send>;
+type Routes = OpenApiRouter<Arc<ApiState>>;
+type Guard = Box<dyn FnOnce(Routes) -> Routes + Send>;
 
 /// The management API's settings; [`into_router`](Api::into_router) makes the axum
 /// [`Router`].
@@ -267,38 +319,58 @@ impl Api {
     where
         S: Clone + Send + Sync + 'static,
     {
-        let state = Arc::new(ApiState {
-            scheduler: self.scheduler,
-            tasks: self.tasks,
-        });
-        let mut mutations = Router::new()
-            .route("/jobs", post(add_job))
-            .route("/jobs/{id}", axum::routing::delete(remove_job))
-            .route("/jobs/{id}/pause", post(pause_job))
-            .route("/jobs/{id}/resume", post(resume_job))
-            .route("/jobs/{id}/run", post(run_job))
-            .route("/pause", post(pause_scheduler))
-            .route("/resume", post(resume_scheduler));
+        let guarded_mutations = !self.guards.is_empty();
+        let guarded_reads = !self.read_guards.is_empty();
+        // Every route goes in with `routes!`, which takes its path from the handler's
+        // `#[utoipa::path]`: a route cannot be served without being in the document.
+        let mut mutations = Routes::new()
+            .routes(routes!(add_job))
+            .routes(routes!(remove_job))
+            .routes(routes!(pause_job))
+            .routes(routes!(resume_job))
+            .routes(routes!(run_job))
+            .routes(routes!(pause_scheduler))
+            .routes(routes!(resume_scheduler));
         for guard in self.guards {
             mutations = guard(mutations);
         }
-        let mut reads = Router::new()
-            .route("/jobs", get(list_jobs))
-            .route("/jobs/{id}", get(get_job))
-            .route("/jobs/{id}/preview", get(preview_job))
-            .route("/", get(status));
+        let mut reads = Routes::new()
+            .routes(routes!(list_jobs))
+            .routes(routes!(get_job))
+            .routes(routes!(preview_job))
+            .routes(routes!(job_runs))
+            .routes(routes!(nodes))
+            .routes(routes!(events::events))
+            .routes(routes!(openapi_json))
+            .routes(routes!(status));
+        #[cfg(feature = "dashboard")]
+        {
+            reads = reads.routes(routes!(dashboard::page));
+        }
         for guard in self.read_guards {
             reads = guard(reads);
         }
         // Merged into the mutations (not the other way round) so that a path shared by both
         // keeps the unguarded 405 fallback: a wrong method is not an auth question.
-        mutations.merge(reads).with_state(state)
+        let (router, mut doc) = Routes::with_openapi(<openapi::Base as utoipa::OpenApi>::openapi())
+            .merge(mutations)
+            .merge(reads)
+            .split_for_parts();
+        openapi::finish(&mut doc, guarded_mutations, guarded_reads);
+        let state = Arc::new(ApiState {
+            scheduler: self.scheduler,
+            tasks: self.tasks,
+            openapi: doc,
+        });
+        router.with_state(state)
     }
 }
 
 struct ApiState {
     scheduler: Scheduler,
     tasks: Option<TaskRegistry>,
+    /// The router's own document, without the server prefix (added per request).
+    openapi: utoipa::openapi::OpenApi,
 }
 
 type ApiResult<T> = Result<T, Failure>;
@@ -307,6 +379,8 @@ type ApiResult<T> = Result<T, Failure>;
 enum Failure {
     Scheduler(Error),
     BadJson(JsonRejection),
+    /// A query string that does not decode.
+    BadQuery(String),
     AddingDisabled,
 }
 
@@ -337,6 +411,12 @@ impl IntoResponse for Failure {
                 }
                 .with_status(status)
             }
+            Failure::BadQuery(error) => ErrorBody {
+                error,
+                kind: "bad_request",
+                field: None,
+            }
+            .with_status(StatusCode::BAD_REQUEST),
             Failure::AddingDisabled => ErrorBody {
                 error: "adding jobs over HTTP is not enabled on this router \
                         (enable it with apsched::web::Api::tasks)"
@@ -365,10 +445,14 @@ fn json_field(rejection: &JsonRejection) -> Option<String> {
 }
 
 /// The JSON body of every error response.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
 struct ErrorBody {
+    /// What went wrong, for people.
     error: String,
+    /// What went wrong, stable, for programs (`job_not_found`, `invalid_option`, ...).
     kind: &'static str,
+    /// The input at fault, when the error names one (`n`, `trigger.period`).
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
 }
@@ -429,11 +513,16 @@ impl IntoResponse for Error {
 }
 
 /// `GET /scheduler`'s answer (the router's root).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Status {
+    /// Where the scheduler is in its life.
     state: SchedulerState,
+    /// The scheduler's default time zone (an IANA name, or `UTC`).
+    #[schema(value_type = String)]
     timezone: Zone,
+    /// How many jobs it has.
     job_count: usize,
+    /// How many runs are going.
     running_count: usize,
 }
 
@@ -449,31 +538,46 @@ impl Status {
 }
 
 /// `POST /scheduler/jobs`'s body.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewJob {
+    /// The job's id; absent: a random one.
     id: Option<String>,
+    /// The job's name; absent: the task's name.
     name: Option<String>,
+    /// The registered task to run.
     task: String,
+    /// The task's arguments as JSON; absent: `null` (a task taking `()`).
     #[serde(default)]
+    #[schema(value_type = Value)]
     args: serde_json::Value,
+    /// When it runs.
+    #[schema(value_type = openapi::TriggerDoc)]
     trigger: Trigger,
-    /// Absent: the scheduler's default; `null`: however late.
+    /// Seconds a run may start late. Absent: the scheduler's default; `null`: however late.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
     misfire_grace_time: Option<MisfireGrace>,
+    /// Whether missed runs collapse into one; absent: the scheduler's default.
     coalesce: Option<bool>,
+    /// How many runs may go at once; absent: the scheduler's default.
     max_instances: Option<u32>,
-    /// Absent: the scheduler's default; `null`: none.
+    /// Seconds a run may take before it is cancelled. Absent: the scheduler's default;
+    /// `null`: no limit.
     #[serde(default, deserialize_with = "present_seconds")]
+    #[schema(value_type = Option<f64>)]
     timeout: Option<Option<Duration>>,
-    /// Absent: the scheduler's default; `null`: none.
+    /// How failed runs are tried again. Absent: the scheduler's default; `null`: not at all.
     #[serde(default, deserialize_with = "present_retry")]
+    #[schema(value_type = Option<RetryPolicy>)]
     retry: Option<Option<RetryPolicy>>,
+    /// Whether a job with the same id is replaced (else `409`).
     #[serde(default)]
     replace_existing: bool,
+    /// Whether the job starts paused.
     #[serde(default)]
     paused: bool,
-    /// Absent: the scheduler's default store.
+    /// The store to keep it in; absent: the scheduler's default store.
     store: Option<String>,
 }
 
@@ -502,10 +606,97 @@ where
     Option::<RetryPolicy>::deserialize(d).map(Some)
 }
 
-async fn list_jobs(State(api): State<Arc<ApiState>>) -> ApiResult<Json<Vec<Job>>> {
-    Ok(Json(api.scheduler.get_jobs().await?))
+/// The `X-Total-Count` header of `GET .../jobs`: how many jobs match, over all pages.
+const TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
+
+/// The most jobs one page of `GET .../jobs` gives.
+const MAX_PAGE: usize = 1000;
+
+/// A query's pairs, decoded, or a `400 bad_request` naming what would not decode.
+type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+fn pairs(query: Pairs) -> ApiResult<Vec<(String, String)>> {
+    query
+        .map(|Query(pairs)| pairs)
+        .map_err(|rejection| Failure::BadQuery(rejection.body_text()))
 }
 
+/// The whole number `value` of the query parameter `name`, within `range`.
+fn number(
+    name: &'static str,
+    value: &str,
+    range: std::ops::RangeInclusive<usize>,
+) -> ApiResult<usize> {
+    match value.parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(Error::InvalidOption {
+            option: name,
+            value: format!("{value:?}"),
+            reason: if *range.end() == usize::MAX {
+                format!("must be a whole number from {}", range.start())
+            } else {
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                )
+            },
+        }
+        .into()),
+    }
+}
+
+/// Lists the jobs, soonest next run first (paused jobs last).
+///
+/// Without parameters, every job. `q` keeps the jobs whose id or name contains it (ignoring
+/// case); `offset` and `limit` cut one page out of what is kept. The `X-Total-Count` header
+/// says how many jobs were kept before the page was cut.
+#[utoipa::path(
+    get, path = "/jobs", tag = "jobs",
+    params(
+        ("q" = Option<String>, Query, description = "Keep the jobs whose id or name contains this, ignoring case"),
+        ("offset" = Option<usize>, Query, description = "Skip this many jobs (default 0)"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "At most this many jobs (1 to 1000; default: all)"),
+    ),
+    responses(
+        (status = 200, description = "The jobs (one page of them with `offset` or `limit`)",
+         body = Vec<JobJson<'static>>,
+         headers(("X-Total-Count" = usize, description = "How many jobs match `q`, over all pages"))),
+        (status = 400, description = "A bad `offset` or `limit` (`invalid_option`)", body = ErrorBody),
+    )
+)]
+async fn list_jobs(State(api): State<Arc<ApiState>>, query: Pairs) -> ApiResult<Response> {
+    let mut filter = None;
+    let mut offset = 0;
+    let mut limit = usize::MAX;
+    for (key, value) in pairs(query)? {
+        match key.as_str() {
+            "q" => filter = Some(value.to_lowercase()).filter(|q| !q.is_empty()),
+            "offset" => offset = number("offset", &value, 0..=usize::MAX)?,
+            "limit" => limit = number("limit", &value, 1..=MAX_PAGE)?,
+            _ => {}
+        }
+    }
+    let mut jobs = api.scheduler.get_jobs().await?;
+    if let Some(q) = filter {
+        jobs.retain(|job| {
+            job.id.to_lowercase().contains(&q) || job.name.to_lowercase().contains(&q)
+        });
+    }
+    let total = jobs.len();
+    let page: Vec<&Job> = jobs.iter().skip(offset).take(limit).collect();
+    Ok(([(TOTAL_COUNT, total.to_string())], Json(page)).into_response())
+}
+
+/// One job.
+#[utoipa::path(
+    get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobJson<'static>),
+        (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+    )
+)]
 async fn get_job(State(api): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult<Json<Job>> {
     Ok(Json(api.scheduler.get_job(&id).await?))
 }
@@ -513,36 +704,168 @@ async fn get_job(State(api): State<Arc<ApiState>>, Path(id): Path<String>) -> Ap
 /// The most fire times `GET /jobs/{id}/preview` gives.
 const MAX_HTTP_PREVIEW: usize = 100;
 
+/// The job's next `n` fire times, RFC 3339 in its trigger's zone; none while it is paused.
+#[utoipa::path(
+    get, path = "/jobs/{id}/preview", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job's id"),
+        ("n" = Option<usize>, Query, minimum = 1, maximum = 100, description = "How many (1 to 100; default 10)"),
+    ),
+    responses(
+        (status = 200, description = "The fire times, soonest first", body = Vec<String>),
+        (status = 400, description = "A bad `n` (`invalid_option`)", body = ErrorBody),
+        (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+    )
+)]
 async fn preview_job(
     State(api): State<Arc<ApiState>>,
     Path(id): Path<String>,
-    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    query: Pairs,
 ) -> ApiResult<Json<Vec<String>>> {
     let mut n = 10;
-    for (key, value) in query
-        .iter()
-        .flat_map(|q| q.split('&'))
-        .filter_map(|p| p.split_once('='))
-    {
-        if key != "n" {
-            continue;
+    for (key, value) in pairs(query)? {
+        if key == "n" {
+            n = number("n", &value, 1..=MAX_HTTP_PREVIEW)?;
         }
-        n = match value.parse::<usize>() {
-            Ok(n) if (1..=MAX_HTTP_PREVIEW).contains(&n) => n,
-            _ => {
-                return Err(Error::InvalidOption {
-                    option: "n",
-                    value: format!("{value:?}"),
-                    reason: format!("must be a whole number from 1 to {MAX_HTTP_PREVIEW}"),
-                }
-                .into())
-            }
-        };
     }
     let times = api.scheduler.preview_job(&id, n).await?;
     Ok(Json(times.iter().map(|t| t.to_rfc3339()).collect()))
 }
 
+/// The most runs `GET /jobs/{id}/runs` gives.
+const MAX_HTTP_RUNS: usize = 1000;
+
+/// The job's most recent runs, newest fire time first, runs under way included: from its
+/// durable store's history, or for a memory-store job the runs the scheduler remembers. A job
+/// removed since still has its durable history; an unknown id has none (`[]`).
+#[utoipa::path(
+    get, path = "/jobs/{id}/runs", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job's id"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "At most this many (1 to 1000; default 20)"),
+    ),
+    responses(
+        (status = 200, description = "The runs, newest first", body = Vec<RunRecord>),
+        (status = 400, description = "A bad `limit` (`invalid_option`)", body = ErrorBody),
+    )
+)]
+async fn job_runs(
+    State(api): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    query: Pairs,
+) -> ApiResult<Json<Vec<RunRecord>>> {
+    let mut limit = 20;
+    for (key, value) in pairs(query)? {
+        if key == "limit" {
+            limit = number("limit", &value, 1..=MAX_HTTP_RUNS)?;
+        }
+    }
+    Ok(Json(api.scheduler.get_job_runs(&id, limit).await?))
+}
+
+/// A live node of the scheduler's cluster, as `GET .../nodes` lists it (times are the
+/// database's).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Node)]
+struct NodeJson {
+    /// The node's id.
+    id: String,
+    /// When it joined.
+    started_at: chrono::DateTime<chrono::Utc>,
+    /// When it last renewed its lease.
+    renewed_at: chrono::DateTime<chrono::Utc>,
+    /// Until when its lease holds.
+    lease_until: chrono::DateTime<chrono::Utc>,
+    /// How many runs it has going.
+    running: u64,
+}
+
+#[cfg(feature = "postgres")]
+impl From<crate::cluster::NodeInfo> for NodeJson {
+    fn from(node: crate::cluster::NodeInfo) -> NodeJson {
+        // In full, so that a new field does not compile until it shows here too.
+        let crate::cluster::NodeInfo {
+            id,
+            started_at,
+            renewed_at,
+            lease_until,
+            running,
+        } = node;
+        NodeJson {
+            id,
+            started_at,
+            renewed_at,
+            lease_until,
+            running,
+        }
+    }
+}
+
+/// The live nodes of the scheduler's clusters, ordered by id; `[]` for a scheduler that is
+/// no node of a cluster.
+#[utoipa::path(
+    get, path = "/nodes", tag = "scheduler",
+    responses((status = 200, description = "The nodes", body = Vec<NodeJson>))
+)]
+async fn nodes(State(api): State<Arc<ApiState>>) -> ApiResult<Json<Vec<NodeJson>>> {
+    #[cfg(feature = "postgres")]
+    let nodes = api
+        .scheduler
+        .get_nodes()
+        .await?
+        .into_iter()
+        .map(NodeJson::from)
+        .collect();
+    // Without the postgres feature there is no cluster.
+    #[cfg(not(feature = "postgres"))]
+    let nodes = {
+        let _ = &api;
+        Vec::new()
+    };
+    Ok(Json(nodes))
+}
+
+/// This document: every route, its parameters, bodies and answers, in OpenAPI 3.1. Its paths
+/// are the routes' full paths as this request reached them (`/scheduler/jobs` when the router
+/// is mounted at `/scheduler`), so that the root is `/scheduler`, not `/scheduler/`.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "scheduler",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Value))
+)]
+async fn openapi_json(State(api): State<Arc<ApiState>>, OriginalUri(uri): OriginalUri) -> Response {
+    let mut doc = api.openapi.clone();
+    // Nested at `/scheduler`, the request's full path is `/scheduler/openapi.json`.
+    let prefix = uri.path().strip_suffix("/openapi.json").unwrap_or_default();
+    if !prefix.is_empty() {
+        let paths = std::mem::take(&mut doc.paths.paths);
+        doc.paths.paths = paths
+            .into_iter()
+            .map(|(path, item)| {
+                let full = if path == "/" {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}{path}")
+                };
+                (full, item)
+            })
+            .collect();
+    }
+    ([(header::CACHE_CONTROL, "no-cache")], Json(doc)).into_response()
+}
+
+/// Adds a job from a registered task (only with `Api::tasks`; else `405 adding_disabled`).
+#[utoipa::path(
+    post, path = "/jobs", tag = "jobs",
+    request_body(content = NewJob, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The job, added", body = JobJson<'static>),
+        (status = 400, description = "Bad input: `bad_request`, `invalid_trigger`, `invalid_cron_field`, `trigger_never_fires`, `unknown_time_zone`, `invalid_option`, `task_not_found`, `invalid_task_args`, `not_durable`, `unknown_store`", body = ErrorBody),
+        (status = 405, description = "Adding over HTTP is not enabled (`adding_disabled`)", body = ErrorBody),
+        (status = 409, description = "The id is taken (`conflicting_id`)", body = ErrorBody),
+        (status = 413, description = "The body is too large (`bad_request`)", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (`bad_request`)", body = ErrorBody),
+    )
+)]
 async fn add_job(
     State(api): State<Arc<ApiState>>,
     body: Result<Json<NewJob>, JsonRejection>,
@@ -585,6 +908,15 @@ async fn add_job(
     Ok((StatusCode::CREATED, Json(add.await?)))
 }
 
+/// Removes a job.
+#[utoipa::path(
+    delete, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+    )
+)]
 async fn remove_job(
     State(api): State<Arc<ApiState>>,
     Path(id): Path<String>,
@@ -593,6 +925,15 @@ async fn remove_job(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Pauses a job: it has no next run until resumed.
+#[utoipa::path(
+    post, path = "/jobs/{id}/pause", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job, paused", body = JobJson<'static>),
+        (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+    )
+)]
 async fn pause_job(
     State(api): State<Arc<ApiState>>,
     Path(id): Path<String>,
@@ -600,6 +941,16 @@ async fn pause_job(
     Ok(Json(api.scheduler.pause_job(&id).await?))
 }
 
+/// Resumes a job; one whose trigger has no fire time left is removed instead (`204`).
+#[utoipa::path(
+    post, path = "/jobs/{id}/resume", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job, resumed", body = JobJson<'static>),
+        (status = 204, description = "Its trigger had no fire time left, so it was removed"),
+        (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+    )
+)]
 async fn resume_job(
     State(api): State<Arc<ApiState>>,
     Path(id): Path<String>,
@@ -611,6 +962,15 @@ async fn resume_job(
     })
 }
 
+/// Submits one run of the job now, outside its schedule (counted against `max_instances`).
+#[utoipa::path(
+    post, path = "/jobs/{id}/run", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "The run is submitted, not finished"),
+        (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+    )
+)]
 async fn run_job(
     State(api): State<Arc<ApiState>>,
     Path(id): Path<String>,
@@ -620,15 +980,36 @@ async fn run_job(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// The scheduler's status.
+#[utoipa::path(
+    get, path = "/", tag = "scheduler",
+    responses((status = 200, description = "The status", body = Status))
+)]
 async fn status(State(api): State<Arc<ApiState>>) -> Json<Status> {
     Status::of(&api.scheduler)
 }
 
+/// Pauses the scheduler: no job runs until it is resumed.
+#[utoipa::path(
+    post, path = "/pause", tag = "scheduler",
+    responses(
+        (status = 200, description = "The status, paused", body = Status),
+        (status = 409, description = "Not started (`invalid_state`)", body = ErrorBody),
+    )
+)]
 async fn pause_scheduler(State(api): State<Arc<ApiState>>) -> ApiResult<Json<Status>> {
     api.scheduler.pause().await?;
     Ok(Status::of(&api.scheduler))
 }
 
+/// Resumes the scheduler.
+#[utoipa::path(
+    post, path = "/resume", tag = "scheduler",
+    responses(
+        (status = 200, description = "The status, running", body = Status),
+        (status = 409, description = "Not started (`invalid_state`)", body = ErrorBody),
+    )
+)]
 async fn resume_scheduler(State(api): State<Arc<ApiState>>) -> ApiResult<Json<Status>> {
     api.scheduler.resume().await?;
     Ok(Status::of(&api.scheduler))
