@@ -322,7 +322,8 @@ pub(crate) struct RunControl {
 /// same fire time, [`JobContext::attempt`] counting up, a
 /// [`JobRetrying`](crate::Event::JobRetrying) event before it, and one final outcome. A run
 /// waiting for its retry counts against `max_instances`; a durable job's pending retry is in
-/// its store, so a restarted scheduler carries it out.
+/// its store, so a restarted scheduler carries it out. A one-shot job stays (shown paused)
+/// until its run's last attempt; a job removed meanwhile ends the run with its last error.
 ///
 /// In JSON: `{"max_attempts": 3, "base": 1.0, "cap": 60.0, "retry_timeouts": false}`
 /// (seconds).

@@ -574,3 +574,45 @@ async fn bad_run_control_options_are_typed_errors_that_change_nothing() {
         .unwrap();
     assert_eq!(job.options.timeout, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_one_shot_job_is_retried_and_goes_after_its_last_attempt() {
+    let (scheduler, clock) = scheduler().await;
+    let mut events = scheduler.subscribe();
+    let seen = Attempts::default();
+    let policy = RetryPolicy::new(3).backoff(Duration::from_secs(5), Duration::from_secs(5));
+    let at = t0() + TimeDelta::seconds(10);
+    scheduler
+        .add_job(
+            flaky(1, false, &clock, &seen),
+            apsched::trigger::Date::at(at),
+        )
+        .id("once")
+        .retry(policy)
+        .await
+        .unwrap();
+    advance(Duration::from_secs(11)).await;
+    let waiting = scheduler.get_job("once").await.unwrap();
+    assert!(
+        waiting.is_paused(),
+        "kept, with no next run, while its retry waits"
+    );
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|(a, _)| *a)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(matches!(
+        scheduler.get_job("once").await,
+        Err(Error::JobNotFound(_))
+    ));
+    let events = drain(&mut events);
+    assert_eq!(of_kind(&events, EventMask::JOB_EXECUTED).len(), 1);
+    assert_eq!(of_kind(&events, EventMask::JOB_REMOVED).len(), 1);
+    let runs = scheduler.get_job_runs("once", 5).await.unwrap();
+    assert_eq!((runs[0].state, runs[0].attempts), (RunState::Succeeded, 2));
+}

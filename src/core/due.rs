@@ -19,7 +19,7 @@ use super::Core;
 
 /// How many due runs the core handles before it yields: callers are answered and the worker
 /// runs some of the jobs just spawned even while thousands fall due at once.
-const DUE_BATCH: usize = 256;
+pub(super) const DUE_BATCH: usize = 256;
 
 /// Stale items may pile up (every remove, pause or reschedule leaves one until its old due
 /// time); the heap is compacted once they outnumber the jobs by this many.
@@ -132,6 +132,13 @@ impl Core {
         }
         match decision.next {
             Ok(Some(regular)) => self.commit(key, Change::Next(Some(regular))),
+            Ok(None) if self.retries_may_follow(key) => {
+                // Kept, with no next run, until its run's last attempt has ended.
+                self.commit(key, Change::Next(None));
+                if let Some(entry) = self.jobs.get_mut(key) {
+                    entry.finish_after_run();
+                }
+            }
             Ok(None) => self.commit(key, Change::Remove(Removal::Finished)),
             Err(error) => self.commit(key, Change::Remove(Removal::Failed(error))),
         }

@@ -351,7 +351,7 @@ impl Core {
             let mut backlog = false;
             if self.lifecycle.runs_jobs() {
                 backlog = self.run_due(now);
-                self.run_due_retries(now);
+                backlog |= self.run_due_retries(now);
             }
             self.spawn_ready();
             self.flush_writes();

@@ -254,6 +254,9 @@ pub(crate) struct Entry {
 struct Extras {
     name: Option<Arc<str>>,
     run: Option<RunControl>,
+    /// Its trigger has no fire time left, and it stays only until its run's last attempt
+    /// has ended (a retry needs its task).
+    finished: bool,
 }
 
 impl Entry {
@@ -278,7 +281,26 @@ impl Entry {
     }
 
     fn set_extras(&mut self, name: Option<Arc<str>>, run: Option<RunControl>) {
-        self.extras = (name.is_some() || run.is_some()).then(|| Box::new(Extras { name, run }));
+        let finished = self.is_finished();
+        self.extras = (name.is_some() || run.is_some() || finished).then(|| {
+            Box::new(Extras {
+                name,
+                run,
+                finished,
+            })
+        });
+    }
+
+    /// Whether the job waits only for its run's last attempt before it goes (see
+    /// [`finish_after_run`](Self::finish_after_run)).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.extras.as_ref().is_some_and(|extras| extras.finished)
+    }
+
+    /// Marks a job whose trigger has no fire time left to go once its run has ended, instead
+    /// of now: its retries need its task.
+    pub(crate) fn finish_after_run(&mut self) {
+        self.extras.get_or_insert_with(Box::default).finished = true;
     }
 
     /// The name given with `.name(..)`, if any.
