@@ -120,6 +120,18 @@ fn close(values: &[f64], wanted: &[f64]) -> bool {
             .all(|(a, b)| (a - b).abs() <= 0.001)
 }
 
+/// A started scheduler on a test clock with `store` as its store "durable".
+async fn durable_scheduler(store: &TestStore, notes: &Seen) -> Scheduler {
+    let scheduler = Scheduler::builder()
+        .clock(TestClock::new(t0()))
+        .timezone(Zone::UTC)
+        .store("durable", store.clone())
+        .tasks(tasks(notes))
+        .build();
+    scheduler.start().await.unwrap();
+    scheduler
+}
+
 async fn scheduler_with(clock: &TestClock, metrics: Metrics) -> Scheduler {
     let scheduler = Scheduler::builder()
         .clock(clock.clone())
@@ -223,14 +235,8 @@ async fn jobs_are_a_gauge_by_store_and_leave_it_at_shutdown() {
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
     let mut seen = Recorded::new(&recorder);
-    let (store, clock, notes) = (TestStore::new(), TestClock::new(t0()), Seen::default());
-    let scheduler = Scheduler::builder()
-        .clock(clock.clone())
-        .timezone(Zone::UTC)
-        .store("durable", store.clone())
-        .tasks(tasks(&notes))
-        .build();
-    scheduler.start().await.unwrap();
+    let (store, notes) = (TestStore::new(), Seen::default());
+    let scheduler = durable_scheduler(&store, &notes).await;
     for id in ["a", "b", "c"] {
         scheduler
             .add_job(|| async {}, Interval::minutes(1))
@@ -269,14 +275,8 @@ async fn a_failing_store_is_counted_by_store_and_operation() {
     let recorder = DebuggingRecorder::new();
     let _local = metrics::set_default_local_recorder(&recorder);
     let mut seen = Recorded::new(&recorder);
-    let (store, clock, notes) = (TestStore::new(), TestClock::new(t0()), Seen::default());
-    let scheduler = Scheduler::builder()
-        .clock(clock.clone())
-        .timezone(Zone::UTC)
-        .store("durable", store.clone())
-        .tasks(tasks(&notes))
-        .build();
-    scheduler.start().await.unwrap();
+    let (store, notes) = (TestStore::new(), Seen::default());
+    let scheduler = durable_scheduler(&store, &notes).await;
     let mut events = scheduler.subscribe();
     scheduler
         .add_job(note(&tasks(&notes), "tick"), Interval::minutes(1))

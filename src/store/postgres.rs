@@ -701,9 +701,7 @@ impl JobStore for PostgresStore {
                 .bind(i64::from(limit))
                 .fetch_all(&self.inner.pool)
                 .await?;
-            rows.iter()
-                .map(|row| sql::read_run(&Cols(row)).map_err(BackendError::from))
-                .collect()
+            read_runs(&rows)
         })
     }
 
@@ -712,9 +710,7 @@ impl JobStore for PostgresStore {
             let rows = sqlx::query(&self.inner.sql.retries)
                 .fetch_all(&self.inner.pool)
                 .await?;
-            rows.iter()
-                .map(|row| sql::read_run(&Cols(row)).map_err(BackendError::from))
-                .collect()
+            read_runs(&rows)
         })
     }
 
@@ -937,6 +933,13 @@ pub(crate) fn read_job(row: &PgRow) -> Result<StoredJob, UnreadableRow> {
 
 /// A PostgreSQL row's columns, decoded.
 struct Cols<'r>(&'r PgRow);
+
+/// Rows of [`sql::RUN_COLUMNS`] as runs; one that cannot be read fails them all.
+fn read_runs(rows: &[PgRow]) -> Result<Vec<RunRecord>, BackendError> {
+    rows.iter()
+        .map(|row| sql::read_run(&Cols(row)).map_err(BackendError::from))
+        .collect()
+}
 
 impl Columns for Cols<'_> {
     fn text(&self, index: usize) -> Result<Option<String>, String> {

@@ -661,9 +661,7 @@ impl JobStore for SqliteStore {
                 .fetch_all(&self.inner.pool)
                 .await
                 .map_err(|e| self.backend(e))?;
-            rows.iter()
-                .map(|row| sql::read_run(&Cols(row)).map_err(BackendError::from))
-                .collect()
+            read_runs(&rows)
         })
     }
 
@@ -673,9 +671,7 @@ impl JobStore for SqliteStore {
                 .fetch_all(&self.inner.pool)
                 .await
                 .map_err(|e| self.backend(e))?;
-            rows.iter()
-                .map(|row| sql::read_run(&Cols(row)).map_err(BackendError::from))
-                .collect()
+            read_runs(&rows)
         })
     }
 
@@ -821,6 +817,13 @@ impl Cols<'_> {
     {
         self.0.try_get(index).map_err(sql::decode_reason)
     }
+}
+
+/// Rows of [`sql::RUN_COLUMNS`] as runs; one that cannot be read fails them all.
+fn read_runs(rows: &[SqliteRow]) -> Result<Vec<RunRecord>, BackendError> {
+    rows.iter()
+        .map(|row| sql::read_run(&Cols(row)).map_err(BackendError::from))
+        .collect()
 }
 
 impl Columns for Cols<'_> {
