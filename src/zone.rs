@@ -264,8 +264,10 @@ pub(crate) fn resolve_wall_time(zone: Zone, local: NaiveDateTime) -> Option<Date
                 // Not a simple gap (two transitions within a day): the old offset's reading.
                 return Some(hi.and_utc());
             }
+            // Transitions fall on whole seconds: bisect in whole seconds, or a gap that is not
+            // a power of two seconds wide (a skipped day) ends on a fraction of one.
             while hi - lo > TimeDelta::seconds(1) {
-                let mid = lo + (hi - lo) / 2;
+                let mid = lo + TimeDelta::seconds((hi - lo).num_seconds() / 2);
                 if offset_at(mid) == before {
                     lo = mid;
                 } else {
