@@ -918,11 +918,14 @@ impl Core {
 
     /// How long until a failed attempt is tried again, if the job's retry policy says it is.
     fn retry_delay(&self, key: Key, record: &RunRecord) -> Option<Duration> {
+        // A success, most runs' end, is settled before the job is looked up again.
+        if !matches!(record.state, RunState::Failed | RunState::TimedOut) {
+            return None;
+        }
         let policy = self.jobs.get(key)?.run_control()?.retry?;
         let retried = match record.state {
             RunState::Failed => record.error.as_deref() != Some(CANCELLED),
-            RunState::TimedOut => policy.retry_timeouts,
-            _ => false,
+            _ => policy.retry_timeouts,
         };
         let more = record.attempts < policy.max_attempts && self.lifecycle.retries();
         (retried && more).then(|| policy.delay(record.attempts + 1))
